@@ -1,0 +1,68 @@
+"""The reactor's exception tree, drawn once.
+
+    ReactorError
+    ├── ConfigurationError      bad settings or mapping; fix the configuration (CLI exit 2)
+    ├── TransientError          retry with backoff: 429, 5xx, timeouts, connection errors
+    │   └── ThrottledError      carries ``retry_after`` (seconds) from a ``Retry-After`` header
+    ├── PermanentError          retrying cannot help; the change goes to the dead letters
+    │   └── NotFoundError       the remote object is gone (404)
+    ├── ConflictError           the remote already has it (409): look up and adopt
+    ├── DeltaTokenExpired       a stored delta link is no longer accepted: start a full sync
+    └── StoreError              the embedded store could not read or write
+
+Code that talks to Graph or AskCody maps every failure into this tree, so that the retry policy
+(``reactor.retry``) and the dead-letter decision look at one type, never at a status code.
+"""
+
+from __future__ import annotations
+
+
+class ReactorError(Exception):
+    """Base of every error the reactor raises on purpose."""
+
+
+class ConfigurationError(ReactorError):
+    """The configuration or the group mapping is invalid."""
+
+
+class TransientError(ReactorError):
+    """A failure that may pass: retry with backoff."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ThrottledError(TransientError):
+    """The remote asked us to slow down (429, or 503 with ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after: float | None, status: int | None = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class PermanentError(ReactorError):
+    """A failure that retrying cannot mend (a 4xx other than 404/409/429)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFoundError(PermanentError):
+    """The remote object does not exist (404)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404)
+
+
+class ConflictError(ReactorError):
+    """The remote object exists already (409)."""
+
+
+class DeltaTokenExpired(ReactorError):
+    """A delta link was refused (410 Gone, ``syncStateNotFound``): a full sync is needed."""
+
+
+class StoreError(ReactorError):
+    """The embedded store failed."""

@@ -1,0 +1,142 @@
+"""The store interface: every piece of durable state goes through it, no SQL elsewhere.
+
+SQLite (``reactor.store.sqlite``) is the embedded default; a PostgreSQL store can implement the same
+protocol later. Every method is a coroutine: implementations may run blocking I/O off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+ObjectKind = Literal["user", "group", "lifecycle", "reconcile"]
+
+
+@dataclass(frozen=True)
+class JournalItem:
+    """One accepted notification, as journaled. ``payload`` is the raw notification object."""
+
+    kind: ObjectKind
+    object_id: str
+    received_at: float
+    payload: dict[str, Any]
+    subscription_id: str = ""
+    change_type: str = ""
+
+
+@dataclass(frozen=True)
+class JournalEntry(JournalItem):
+    """A journaled item with its sequence number."""
+
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A Graph subscription this reactor owns. ``expires_at`` is the one Graph returned (epoch seconds)."""
+
+    id: str
+    resource: str
+    change_type: str
+    notification_url: str
+    lifecycle_url: str
+    client_state: str
+    expires_at: float
+    created_at: float
+    last_renewed_at: float = 0.0
+    last_reauthorized_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ObjectMapping:
+    """Entra object id ↔ AskCody SCIM id, with the last state applied to AskCody (plain data)."""
+
+    kind: Literal["user", "group"]
+    entra_id: str
+    scim_id: str
+    state: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A change that exhausted its retries or failed permanently."""
+
+    id: int
+    kind: str
+    object_id: str
+    change: dict[str, Any]
+    error: str
+    attempts: list[dict[str, Any]]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """One line of the 'recent changes' log shown on the status page."""
+
+    at: float
+    entra_id: str
+    what: str
+    why: str
+    who: str = ""
+
+
+class Store(Protocol):
+    """Durable state of the reactor."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~reactor.errors.StoreError` when the store cannot be used."""
+
+    # journal ------------------------------------------------------------------------------------
+    async def append(self, items: Sequence[JournalItem]) -> list[int]:
+        """Durably journal ``items`` (group commit); return their sequence numbers."""
+
+    async def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[JournalEntry]:
+        """Journaled items not yet marked done, in sequence order."""
+
+    async def mark_done(self, seqs: Sequence[int]) -> None: ...
+
+    async def backlog(self) -> tuple[int, float | None]:
+        """Number of pending items and the ``received_at`` of the oldest one."""
+
+    # subscriptions ------------------------------------------------------------------------------
+    async def save_subscription(self, record: SubscriptionRecord) -> None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> None: ...
+
+    async def subscriptions(self) -> list[SubscriptionRecord]: ...
+
+    # delta links and small state ----------------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with ``None`` remove) a small piece of state, such as a delta link."""
+
+    # mappings -----------------------------------------------------------------------------------
+    async def get_mapping(self, kind: Literal["user", "group"], entra_id: str) -> ObjectMapping | None: ...
+
+    async def put_mapping(self, mapping: ObjectMapping) -> None: ...
+
+    async def delete_mapping(self, kind: Literal["user", "group"], entra_id: str) -> None: ...
+
+    async def mappings(self, kind: Literal["user", "group"]) -> list[ObjectMapping]: ...
+
+    # dead letters -------------------------------------------------------------------------------
+    async def add_dead_letter(
+        self, kind: str, object_id: str, change: dict[str, Any], error: str, attempts: list[dict[str, Any]]
+    ) -> int: ...
+
+    async def dead_letters(self) -> list[DeadLetter]: ...
+
+    async def delete_dead_letter(self, dead_letter_id: int) -> None: ...
+
+    # applied changes log ------------------------------------------------------------------------
+    async def record_change(self, change: AppliedChange) -> None: ...
+
+    async def recent_changes(self, limit: int = 50) -> list[AppliedChange]: ...

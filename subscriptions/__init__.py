@@ -1,0 +1,1 @@
+"""Ownership of the Graph change-notification subscriptions: create, adopt, renew, recreate."""
