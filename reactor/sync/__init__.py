@@ -1,0 +1,1 @@
+"""The sync engine: Entra facts + the mapping + what AskCody holds → SCIM operations, applied."""
