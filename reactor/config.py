@@ -223,6 +223,9 @@ def _cast(section: str, key: str, raw: Any, target: Any) -> Any:
     return raw
 
 
+_TYPES: dict[str, type[Any]] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
 def _field_types(cls: type[Any]) -> dict[str, Any]:
     return {f.name: f.type for f in fields(cls)}
 
@@ -239,7 +242,7 @@ def _build_section(section: str, values: Mapping[str, Any]) -> Any:
         base = t if isinstance(t, type) else str(t).split("|")[0].strip()
         if base in ("Dialect", "Deprovision"):
             base = "str"
-        kwargs[key] = _cast(section, key, raw, {"str": str, "int": int, "float": float, "bool": bool}.get(base, base))
+        kwargs[key] = _cast(section, key, raw, _TYPES.get(str(base), base))
     return cls(**kwargs)
 
 
@@ -298,7 +301,9 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
         raise ConfigurationError("server.public_url must be https (Graph only delivers to https endpoints)")
     _check_url("graph.base_url", s.graph.base_url, required=True)
     if not s.graph.authority or "/" in s.graph.authority.removeprefix("https://").rstrip("/"):
-        raise ConfigurationError(f"graph.authority must be a host name such as login.microsoftonline.com, got {s.graph.authority!r}")
+        raise ConfigurationError(
+            f"graph.authority must be a host name such as login.microsoftonline.com, got {s.graph.authority!r}"
+        )
     if s.graph.tenant_id:
         _check_guid("graph.tenant_id", s.graph.tenant_id)
     if s.graph.client_id:

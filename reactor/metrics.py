@@ -32,8 +32,12 @@ OLDEST_PENDING_AGE = Gauge(
     "reactor_oldest_pending_age_seconds", "Age of the oldest journaled change not yet applied", registry=REGISTRY
 )
 WORKERS_BUSY = Gauge("reactor_workers_busy", "Workers handling an object right now", registry=REGISTRY)
-GRAPH_CALLS = Counter("reactor_graph_calls", "Graph requests by operation and outcome", ["operation", "outcome"], registry=REGISTRY)
-SCIM_REQUESTS = Counter("reactor_scim_requests", "AskCody SCIM requests by method and outcome", ["method", "outcome"], registry=REGISTRY)
+GRAPH_CALLS = Counter(
+    "reactor_graph_calls", "Graph requests by operation and outcome", ["operation", "outcome"], registry=REGISTRY
+)
+SCIM_REQUESTS = Counter(
+    "reactor_scim_requests", "AskCody SCIM requests by method and outcome", ["method", "outcome"], registry=REGISTRY
+)
 RETRIES = Counter("reactor_retries", "Retries of remote calls, by target", ["target"], registry=REGISTRY)
 DEAD_LETTERS = Gauge("reactor_dead_letters", "Changes waiting in the dead letters", registry=REGISTRY)
 DEAD_LETTERED = Counter("reactor_dead_lettered", "Changes that went to the dead letters", registry=REGISTRY)
@@ -67,8 +71,8 @@ METRIC_NAMES: tuple[str, ...] = tuple(
     sorted(
         {
             name
-            for collector in list(REGISTRY._collector_to_names)  # noqa: SLF001
-            for name in REGISTRY._collector_to_names[collector]  # noqa: SLF001
+            for collector in list(REGISTRY._collector_to_names)
+            for name in REGISTRY._collector_to_names[collector]
         }
     )
 )

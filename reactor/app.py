@@ -1,0 +1,61 @@
+"""The ASGI application of ``reactor serve``: routes plus a lifespan that owns every background task."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from reactor.service import Service
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+def create_app(service: Service) -> Starlette:
+    """Build the Starlette app around a :class:`~reactor.service.Service` (started by the lifespan)."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        ready, checks = await service.readiness()
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await service.metrics_text()
+        return Response(body, media_type=content_type)
+
+    async def status_page(request: Request) -> Response:
+        return Response(await service.status_html(), media_type="text/html; charset=utf-8")
+
+    async def status_json(request: Request) -> Response:
+        return JSONResponse(await service.status())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    routes = [
+        Route("/notifications", service.intake.notifications, methods=["POST"]),
+        Route("/lifecycle", service.intake.lifecycle, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/status.json", status_json, methods=["GET"]),
+        Route("/", status_page, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,245 @@
+"""The webhook intake: check, journal, answer. No Graph or SCIM call happens on this path.
+
+``POST /notifications`` and ``POST /lifecycle`` share one code path:
+
+1. ``?validationToken=…``: echo the URL-decoded token as ``text/plain`` (200); a token over 1 KiB or
+   with control characters gets 400.
+2. Read the body within ``server.max_body_bytes`` (413 on ``Content-Length`` or while streaming).
+3. Parse ``{"value": [...]}`` (400 otherwise). Each item is checked on its own: its ``clientState``
+   against the one stored for its ``subscriptionId`` (constant-time compare) and its ``tenantId``
+   against ours. Failing items are dropped and counted, never the whole batch.
+4. Journal the accepted items durably, hand them to the dispatcher, answer 202. A failed journal
+   write answers 503 so that Graph delivers again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from reactor import log
+from reactor.errors import StoreError
+from reactor.metrics import (
+    NOTIFICATIONS_ACCEPTED,
+    NOTIFICATIONS_RECEIVED,
+    NOTIFICATIONS_REJECTED,
+    REQUESTS_REFUSED,
+)
+from reactor.store.base import JournalEntry, JournalItem, ObjectKind, Store
+
+MAX_TOKEN_BYTES = 1024
+_REFRESH_INTERVAL = 1.0
+
+
+class ClientStates:
+    """The clientState of each of our subscriptions, cached from the store.
+
+    An unknown subscription id triggers a reload from the store at most once a second, so that a
+    subscription created by another process (``reactor subscriptions ensure``) is recognised quickly
+    while a flood of forged ids costs nothing.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.clock = clock
+        self._states: dict[str, bytes] = {}
+        self._loaded_at = float("-inf")
+
+    async def refresh(self) -> None:
+        records = await self.store.subscriptions()
+        self._states = {r.id.lower(): r.client_state.encode() for r in records}
+        self._loaded_at = self.clock()
+
+    def set(self, subscription_id: str, client_state: str) -> None:
+        self._states[subscription_id.lower()] = client_state.encode()
+
+    def forget(self, subscription_id: str) -> None:
+        self._states.pop(subscription_id.lower(), None)
+
+    async def get(self, subscription_id: str) -> bytes | None:
+        key = subscription_id.lower()
+        state = self._states.get(key)
+        if state is None and self.clock() - self._loaded_at >= _REFRESH_INTERVAL:
+            try:
+                await self.refresh()
+            except StoreError:
+                return None
+            state = self._states.get(key)
+        return state
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            pass
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _valid_token(token: str) -> bool:
+    if len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES:
+        return False
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in token)
+
+
+def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
+    """``("user" | "group", id)`` from a notification item, or None when it names neither."""
+    data = item.get("resourceData")
+    odata_type = ""
+    oid = ""
+    if isinstance(data, dict):
+        odata_type = str(data.get("@odata.type", "")).lower()
+        oid = str(data.get("id", "") or "")
+    resource = item.get("resource")
+    parts = resource.strip("/").split("/") if isinstance(resource, str) else []
+    if not oid and len(parts) >= 2:
+        oid = parts[1]
+    head = parts[0].lower() if parts else ""
+    if odata_type.endswith(".user") or head == "users":
+        kind: ObjectKind = "user"
+    elif odata_type.endswith(".group") or head == "groups":
+        kind = "group"
+    else:
+        return None
+    if not oid or len(oid) > 64:
+        return None
+    return kind, oid.lower()
+
+
+class Intake:
+    """The two webhook routes. ``on_journaled`` gets the entries once they are durable."""
+
+    def __init__(
+        self,
+        store: Store,
+        client_states: ClientStates,
+        tenant_id: str,
+        max_body_bytes: int,
+        on_journaled: Callable[[Sequence[JournalEntry]], None],
+    ) -> None:
+        self.store = store
+        self.client_states = client_states
+        self.tenant_id = tenant_id.lower()
+        self.max_body_bytes = max_body_bytes
+        self.on_journaled = on_journaled
+
+    async def notifications(self, request: Request) -> Response:
+        return await self._handle(request, "notifications")
+
+    async def lifecycle(self, request: Request) -> Response:
+        return await self._handle(request, "lifecycle")
+
+    async def _handle(self, request: Request, route: str) -> Response:
+        if "validationToken" in request.query_params:
+            token = request.query_params["validationToken"]
+            if not _valid_token(token):
+                REQUESTS_REFUSED.labels("400").inc()
+                return PlainTextResponse("invalid validationToken", status_code=400)
+            log.event("validation_handshake", route=route)
+            return PlainTextResponse(token, status_code=200)
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge:
+            REQUESTS_REFUSED.labels("413").inc()
+            log.event("body_too_large", level="warning", route=route, limit=self.max_body_bytes)
+            return PlainTextResponse("request body too large", status_code=413)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            REQUESTS_REFUSED.labels("400").inc()
+            return PlainTextResponse("body is not JSON", status_code=400)
+        if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+            REQUESTS_REFUSED.labels("400").inc()
+            return PlainTextResponse('body must be a JSON object with a "value" array', status_code=400)
+        now = time.time()
+        accepted: list[JournalItem] = []
+        for item in doc["value"]:
+            NOTIFICATIONS_RECEIVED.labels(route).inc()
+            reason, journal_item = await self._check(item, route, now)
+            if journal_item is None:
+                NOTIFICATIONS_REJECTED.labels(route, reason).inc()
+                log.event(
+                    "notification_rejected",
+                    level="warning",
+                    route=route,
+                    reason=reason,
+                    subscription_id=item.get("subscriptionId") if isinstance(item, dict) else None,
+                )
+                continue
+            accepted.append(journal_item)
+        if accepted:
+            try:
+                seqs = await self.store.append(accepted)
+            except StoreError as exc:
+                REQUESTS_REFUSED.labels("503").inc()
+                log.event("journal_write_failed", level="error", route=route, error=str(exc), items=len(accepted))
+                return PlainTextResponse("journal unavailable, retry later", status_code=503)
+            NOTIFICATIONS_ACCEPTED.labels(route).inc(len(accepted))
+            entries = [
+                JournalEntry(
+                    seq=s, kind=i.kind, object_id=i.object_id, received_at=i.received_at, payload=i.payload,
+                    subscription_id=i.subscription_id, change_type=i.change_type,
+                )
+                for s, i in zip(seqs, accepted, strict=True)
+            ]
+            self.on_journaled(entries)
+            for e in entries:
+                log.event(
+                    "notification_journaled", route=route, seq=e.seq, kind=e.kind, object_id=e.object_id,
+                    change_type=e.change_type, subscription_id=e.subscription_id,
+                )
+        return Response(status_code=202)
+
+    async def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalItem | None]:
+        if not isinstance(item, dict):
+            return "malformed", None
+        sub_id = item.get("subscriptionId")
+        given = item.get("clientState")
+        tenant = item.get("tenantId")
+        if not isinstance(sub_id, str) or not sub_id or len(sub_id) > 64:
+            return "malformed", None
+        expected = await self.client_states.get(sub_id)
+        if expected is None:
+            return "unknown_subscription", None
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+            return "client_state", None
+        if not isinstance(tenant, str) or tenant.lower() != self.tenant_id:
+            return "tenant", None
+        change_type = item.get("changeType") if isinstance(item.get("changeType"), str) else ""
+        if route == "lifecycle":
+            event_name = item.get("lifecycleEvent")
+            if not isinstance(event_name, str) or not event_name:
+                return "malformed", None
+            return "", JournalItem(
+                kind="lifecycle", object_id=sub_id.lower(), received_at=now, payload=item,
+                subscription_id=sub_id.lower(), change_type=event_name,
+            )
+        obj = _object_of(item)
+        if obj is None:
+            return "malformed", None
+        kind, oid = obj
+        return "", JournalItem(
+            kind=kind, object_id=oid, received_at=now, payload=item, subscription_id=sub_id.lower(),
+            change_type=str(change_type),
+        )

@@ -1,0 +1,59 @@
+"""Structured logs: one JSON line per event, with the object ids involved and never a secret.
+
+Callers pass plain values; anything that is a :class:`~reactor.config.Secret` is redacted, and so is
+every key whose name says it holds a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from reactor.config import Secret
+
+_LOGGER = logging.getLogger("reactor")
+_SECRET_WORDS = ("token", "secret", "password", "clientstate", "client_state", "authorization")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            return orjson.dumps(fields, default=str).decode()
+        return orjson.dumps(
+            {"ts": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
+        ).decode()
+
+
+def configure(level: str = "info", stream: Any = None) -> None:
+    """Send reactor log lines as JSON to ``stream`` (stderr by default)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    _LOGGER.handlers[:] = [handler]
+    _LOGGER.setLevel(_LEVELS.get(level.lower(), logging.INFO))
+    _LOGGER.propagate = False
+
+
+def _clean(key: str, value: Any) -> Any:
+    if isinstance(value, Secret):
+        return "<redacted>"
+    if any(w in key.lower().replace("-", "_") for w in _SECRET_WORDS) and value:
+        return "<redacted>"
+    if isinstance(value, dict):
+        return {k: _clean(str(k), v) for k, v in value.items()}
+    return value
+
+
+def event(name: str, *, level: str = "info", **fields: Any) -> None:
+    """Log one event as a JSON line: ``{"ts", "level", "event", ...fields}``."""
+    lvl = _LEVELS.get(level, logging.INFO)
+    if not _LOGGER.isEnabledFor(lvl):
+        return
+    record = {"ts": round(time.time(), 3), "level": level, "event": name}
+    record.update({k: _clean(k, v) for k, v in fields.items()})
+    _LOGGER.log(lvl, name, extra={"fields": record})

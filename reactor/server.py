@@ -1,0 +1,41 @@
+"""Running the ASGI app on uvicorn (httptools; uvloop where available), without uvicorn's access log."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from reactor.config import Settings
+
+
+def uvicorn_config(app: Starlette, settings: Settings, *, port: int | None = None) -> uvicorn.Config:
+    """uvicorn settings for the reactor: no access log (it costs ~40% of throughput), our own JSON lines."""
+    return uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=settings.server.port if port is None else port,
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+        server_header=False,
+        log_config=None,
+    )
+
+
+class ReactorServer(uvicorn.Server):
+    """uvicorn's server, except that a clean stop on SIGTERM/SIGINT exits 0 instead of re-raising the signal."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def run(app: Starlette, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT; the app's lifespan drains in-flight work on the way out."""
+    ReactorServer(uvicorn_config(app, settings)).run()

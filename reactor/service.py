@@ -1,0 +1,159 @@
+"""The running service: store, intake, dispatcher and the background jobs, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from reactor import log
+from reactor.config import Settings
+from reactor.dispatcher import Dispatcher, Handler, WorkUnit
+from reactor.intake import ClientStates, Intake
+from reactor.metrics import DEAD_LETTERS, READY, REGISTRY
+from reactor.store.base import Store
+
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class Component(Protocol):
+    """A background part of the service (sync engine, subscription manager, reconcile loop)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Service:
+    """Everything ``reactor serve`` runs. ``handler`` receives the dispatcher's units of work."""
+
+    def __init__(self, settings: Settings, store: Store, handler: Handler | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.client_states = ClientStates(store)
+        self.dispatcher = Dispatcher(store, handler or self._unhandled, workers=settings.sync.workers)
+        self.intake = Intake(
+            store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit
+        )
+        self.components: list[Component] = []
+        self.checks: dict[str, Check] = {
+            "store": self._check_store,
+            "workers": self._check_workers,
+            "backlog": self._check_backlog,
+            "dead_letters": self._check_dead_letters,
+        }
+        self.status_sources: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.max_backlog_age_seconds = 300.0
+        self.started_at = 0.0
+        self._started = False
+
+    async def _unhandled(self, unit: WorkUnit) -> None:
+        raise RuntimeError("no handler configured")
+
+    def set_handler(self, handler: Handler) -> None:
+        self.dispatcher.handler = handler
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.store.open()
+        await self.client_states.refresh()
+        await self.dispatcher.start()
+        for c in self.components:
+            await c.start()
+        self._started = True
+        self.started_at = time.time()
+        log.event("service_started", workers=self.settings.sync.workers, pending=self.dispatcher.depth)
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for c in reversed(self.components):
+            with contextlib.suppress(Exception):
+                await c.stop()
+        await self.dispatcher.stop()
+        await self.store.close()
+        log.event("service_stopped")
+
+    # readiness -----------------------------------------------------------------------------------
+    async def _check_store(self) -> tuple[bool, str]:
+        try:
+            await asyncio.wait_for(self.store.ping(), 2.0)
+        except Exception as exc:
+            return False, f"store unavailable: {exc}"
+        return True, "ok"
+
+    async def _check_workers(self) -> tuple[bool, str]:
+        if not self.dispatcher.alive:
+            return False, "workers are not running"
+        return True, f"{self.dispatcher.workers} workers"
+
+    async def _check_backlog(self) -> tuple[bool, str]:
+        oldest = self.dispatcher.oldest_pending()
+        depth = self.dispatcher.depth
+        if oldest is None:
+            return True, "empty"
+        age = time.time() - oldest
+        if age > self.max_backlog_age_seconds:
+            return False, f"{depth} objects pending, oldest {age:.0f} s old"
+        return True, f"{depth} objects pending, oldest {age:.1f} s old"
+
+    async def _check_dead_letters(self) -> tuple[bool, str]:
+        n = len(await self.store.dead_letters())
+        DEAD_LETTERS.set(n)
+        # Dead letters need a person, but the service still works: reported, not fatal for readiness.
+        return True, "none" if n == 0 else f"{n} dead letters waiting (reactor deadletters list)"
+
+    async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        names = list(self.checks)
+        results = await asyncio.gather(*(self._run_check(self.checks[n]) for n in names))
+        checks = {n: {"ok": ok, "reason": reason} for n, (ok, reason) in zip(names, results, strict=True)}
+        ready = all(c["ok"] for c in checks.values())
+        READY.set(1 if ready else 0)
+        return ready, checks
+
+    async def _run_check(self, check: Check) -> tuple[bool, str]:
+        try:
+            return await asyncio.wait_for(check(), 5.0)
+        except Exception as exc:
+            return False, f"check failed: {exc!r}"
+
+    # metrics and status --------------------------------------------------------------------------
+    async def metrics_text(self) -> tuple[bytes, str]:
+        with contextlib.suppress(Exception):
+            DEAD_LETTERS.set(len(await self.store.dead_letters()))
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+    async def status(self) -> dict[str, Any]:
+        count, oldest = await self.store.backlog()
+        out: dict[str, Any] = {
+            "backlog": {"objects": self.dispatcher.depth, "journal_items": count, "oldest_received_at": oldest},
+            "subscriptions": [
+                {"id": r.id, "resource": r.resource, "expires_at": r.expires_at,
+                 "expires_in_seconds": round(r.expires_at - time.time())}
+                for r in await self.store.subscriptions()
+            ],
+            "recent_changes": [c.__dict__ for c in await self.store.recent_changes(30)],
+            "dead_letters": [
+                {"id": d.id, "kind": d.kind, "object_id": d.object_id, "error": d.error, "created_at": d.created_at}
+                for d in await self.store.dead_letters()
+            ],
+            "failures": self.dispatcher.failures,
+        }
+        for name, source in self.status_sources.items():
+            with contextlib.suppress(Exception):
+                out[name] = await source()
+        return out
+
+    async def status_html(self) -> str:
+        from reactor.statuspage import render
+
+        ready, checks = await self.readiness()
+        return render(await self.status(), ready, checks)
+
+

@@ -1,0 +1,385 @@
+"""The embedded store: SQLite in WAL mode, one writer thread, group commit.
+
+Every operation is a job run on a single thread that owns the connection. The thread takes all jobs
+that are waiting, runs them in one transaction (each in its own savepoint, so one failing job does
+not sink the others), commits once, then answers every caller. Concurrent webhook requests therefore
+share one transaction and one ``fsync``: the intake is fast and durable at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from reactor.errors import StoreError
+from reactor.metrics import JOURNAL_WRITE_SECONDS
+from reactor.store.base import (
+    AppliedChange,
+    DeadLetter,
+    JournalEntry,
+    JournalItem,
+    ObjectMapping,
+    SubscriptionRecord,
+)
+
+T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL DEFAULT '',
+    change_type TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    resource TEXT NOT NULL,
+    change_type TEXT NOT NULL,
+    notification_url TEXT NOT NULL,
+    lifecycle_url TEXT NOT NULL,
+    client_state TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    last_renewed_at REAL NOT NULL DEFAULT 0,
+    last_reauthorized_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mappings (
+    kind TEXT NOT NULL,
+    entra_id TEXT NOT NULL,
+    scim_id TEXT NOT NULL,
+    state BLOB NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, entra_id)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    change BLOB NOT NULL,
+    error TEXT NOT NULL,
+    attempts BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    entra_id TEXT NOT NULL,
+    what TEXT NOT NULL,
+    why TEXT NOT NULL,
+    who TEXT NOT NULL DEFAULT ''
+);
+"""
+
+_KEEP_CHANGES = 1000
+
+
+class SQLiteStore:
+    """A :class:`~reactor.store.base.Store` on one SQLite file (or ``:memory:``)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000, durable: bool = True) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.durable = durable
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
+
+    # lifecycle -----------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"store directory does not exist: {parent}")
+        self._thread = threading.Thread(target=self._run, name="reactor-store", daemon=True)
+        self._thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, self._opened.wait)
+        if self._open_error is not None:
+            self._thread = None
+            raise StoreError(f"cannot open store {self.path}: {self._open_error}")
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._jobs.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        if self.path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"SQLite refused WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
+        conn.executescript(SCHEMA)
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._open_error = exc
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while True:
+                    try:
+                        nxt = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, (fn, _, _) in enumerate(batch):
+                conn.execute(f"SAVEPOINT j{i}")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute(f"RELEASE j{i}")
+                except Exception as exc:
+                    conn.execute(f"ROLLBACK TO j{i}")
+                    conn.execute(f"RELEASE j{i}")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = StoreError(f"store write failed: {exc}")
+            results = [(False, err)] * len(batch)
+        for (_, loop, fut), (ok, value) in zip(batch, results, strict=True):
+            if ok:
+                loop.call_soon_threadsafe(_resolve, fut, value, None)
+            else:
+                if isinstance(value, sqlite3.Error):
+                    value = StoreError(f"store operation failed: {value}")
+                loop.call_soon_threadsafe(_resolve, fut, None, value)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, loop, fut))
+        return await fut
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.execute("SELECT 1").fetchone())
+
+    # journal -------------------------------------------------------------------------------------
+    async def append(self, items: Sequence[JournalItem]) -> list[int]:
+        rows = [
+            (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload))
+            for i in items
+        ]
+
+        def job(c: sqlite3.Connection) -> list[int]:
+            seqs = []
+            for row in rows:
+                cur = c.execute(
+                    "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                seqs.append(int(cur.lastrowid or 0))
+            return seqs
+
+        started = time.perf_counter()
+        seqs = await self._call(job)
+        JOURNAL_WRITE_SECONDS.observe(time.perf_counter() - started)
+        return seqs
+
+    async def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[JournalEntry]:
+        def job(c: sqlite3.Connection) -> list[JournalEntry]:
+            cur = c.execute(
+                "SELECT seq, kind, object_id, subscription_id, change_type, received_at, payload FROM journal"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            return [
+                JournalEntry(
+                    seq=r[0], kind=r[1], object_id=r[2], subscription_id=r[3], change_type=r[4],
+                    received_at=r[5], payload=orjson.loads(r[6]),
+                )
+                for r in cur.fetchall()
+            ]
+
+        return await self._call(job)
+
+    async def mark_done(self, seqs: Sequence[int]) -> None:
+        ids = [(s,) for s in seqs]
+        await self._call(lambda c: c.executemany("DELETE FROM journal WHERE seq = ?", ids))
+
+    async def backlog(self) -> tuple[int, float | None]:
+        def job(c: sqlite3.Connection) -> tuple[int, float | None]:
+            n, oldest = c.execute("SELECT COUNT(*), MIN(received_at) FROM journal").fetchone()
+            return int(n), (float(oldest) if oldest is not None else None)
+
+        return await self._call(job)
+
+    # subscriptions -------------------------------------------------------------------------------
+    async def save_subscription(self, record: SubscriptionRecord) -> None:
+        r = record
+        await self._call(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO subscriptions (id, resource, change_type, notification_url, lifecycle_url,"
+                " client_state, expires_at, created_at, last_renewed_at, last_reauthorized_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.id, r.resource, r.change_type, r.notification_url, r.lifecycle_url, r.client_state,
+                 r.expires_at, r.created_at, r.last_renewed_at, r.last_reauthorized_at),
+            )
+        )
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        await self._call(lambda c: c.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,)))
+
+    async def subscriptions(self) -> list[SubscriptionRecord]:
+        def job(c: sqlite3.Connection) -> list[SubscriptionRecord]:
+            cur = c.execute(
+                "SELECT id, resource, change_type, notification_url, lifecycle_url, client_state, expires_at,"
+                " created_at, last_renewed_at, last_reauthorized_at FROM subscriptions ORDER BY resource, id"
+            )
+            return [SubscriptionRecord(*row) for row in cur.fetchall()]
+
+        return await self._call(job)
+
+    # meta ----------------------------------------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        def job(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._call(job)
+
+    async def set_meta(self, key: str, value: str | None) -> None:
+        if value is None:
+            await self._call(lambda c: c.execute("DELETE FROM meta WHERE key = ?", (key,)))
+        else:
+            await self._call(lambda c: c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)))
+
+    # mappings ------------------------------------------------------------------------------------
+    async def get_mapping(self, kind: Literal["user", "group"], entra_id: str) -> ObjectMapping | None:
+        def job(c: sqlite3.Connection) -> ObjectMapping | None:
+            row = c.execute(
+                "SELECT scim_id, state, updated_at FROM mappings WHERE kind = ? AND entra_id = ?", (kind, entra_id)
+            ).fetchone()
+            if row is None:
+                return None
+            return ObjectMapping(kind=kind, entra_id=entra_id, scim_id=row[0], state=orjson.loads(row[1]), updated_at=row[2])
+
+        return await self._call(job)
+
+    async def put_mapping(self, mapping: ObjectMapping) -> None:
+        m = mapping
+        await self._call(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO mappings (kind, entra_id, scim_id, state, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (m.kind, m.entra_id, m.scim_id, orjson.dumps(m.state), m.updated_at or time.time()),
+            )
+        )
+
+    async def delete_mapping(self, kind: Literal["user", "group"], entra_id: str) -> None:
+        await self._call(lambda c: c.execute("DELETE FROM mappings WHERE kind = ? AND entra_id = ?", (kind, entra_id)))
+
+    async def mappings(self, kind: Literal["user", "group"]) -> list[ObjectMapping]:
+        def job(c: sqlite3.Connection) -> list[ObjectMapping]:
+            cur = c.execute("SELECT entra_id, scim_id, state, updated_at FROM mappings WHERE kind = ?", (kind,))
+            return [
+                ObjectMapping(kind=kind, entra_id=r[0], scim_id=r[1], state=orjson.loads(r[2]), updated_at=r[3])
+                for r in cur.fetchall()
+            ]
+
+        return await self._call(job)
+
+    # dead letters --------------------------------------------------------------------------------
+    async def add_dead_letter(
+        self, kind: str, object_id: str, change: dict[str, Any], error: str, attempts: list[dict[str, Any]]
+    ) -> int:
+        def job(c: sqlite3.Connection) -> int:
+            cur = c.execute(
+                "INSERT INTO dead_letters (kind, object_id, change, error, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, object_id, orjson.dumps(change), error, orjson.dumps(attempts), time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self._call(job)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        def job(c: sqlite3.Connection) -> list[DeadLetter]:
+            cur = c.execute("SELECT id, kind, object_id, change, error, attempts, created_at FROM dead_letters ORDER BY id")
+            return [
+                DeadLetter(id=r[0], kind=r[1], object_id=r[2], change=orjson.loads(r[3]), error=r[4],
+                           attempts=orjson.loads(r[5]), created_at=r[6])
+                for r in cur.fetchall()
+            ]
+
+        return await self._call(job)
+
+    async def delete_dead_letter(self, dead_letter_id: int) -> None:
+        await self._call(lambda c: c.execute("DELETE FROM dead_letters WHERE id = ?", (dead_letter_id,)))
+
+    # applied changes -----------------------------------------------------------------------------
+    async def record_change(self, change: AppliedChange) -> None:
+        ch = change
+
+        def job(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                "INSERT INTO changes (at, entra_id, what, why, who) VALUES (?, ?, ?, ?, ?)",
+                (ch.at, ch.entra_id, ch.what, ch.why, ch.who),
+            )
+            last = int(cur.lastrowid or 0)
+            if last % 100 == 0:
+                c.execute("DELETE FROM changes WHERE id <= ?", (last - _KEEP_CHANGES,))
+
+        await self._call(job)
+
+    async def recent_changes(self, limit: int = 50) -> list[AppliedChange]:
+        def job(c: sqlite3.Connection) -> list[AppliedChange]:
+            cur = c.execute("SELECT at, entra_id, what, why, who FROM changes ORDER BY id DESC LIMIT ?", (limit,))
+            return [AppliedChange(*row) for row in cur.fetchall()]
+
+        return await self._call(job)
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
