@@ -9,14 +9,19 @@ serves every dirty group) are taken all at once as a single unit. Guarantees:
 - journal entries are marked done only after the handler returned without raising;
 - a unit whose handler raised stays pending and is retried after a backoff;
 - on start, everything journaled and not done is queued again.
+
+Done entries are deleted from the journal in batches (``done_flush_seconds``): a crash between the
+handler's success and the flush runs those units again, which the handlers tolerate (they read fresh
+state and are idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -66,6 +71,7 @@ class Dispatcher:
         batch_kinds: Collection[str] = ("group",),
         retry_base_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
+        done_flush_seconds: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -74,13 +80,21 @@ class Dispatcher:
         self.batch_kinds = frozenset(batch_kinds)
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
+        self.done_flush_seconds = done_flush_seconds
         self.clock = clock
-        self._pending: OrderedDict[Key, _Pending] = OrderedDict()
+        self._pending: dict[Key, _Pending] = {}
+        self._ready: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._delayed: list[tuple[float, Key]] = []
+        self._batch_keys: dict[str, set[Key]] = {k: set() for k in self.batch_kinds}
         self._busy: set[Key] = set()
         self._busy_kinds: set[str] = set()
         self._known: set[int] = set()
+        self._done: list[int] = []
         self._wake = asyncio.Event()
+        self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -90,15 +104,31 @@ class Dispatcher:
     # feeding -------------------------------------------------------------------------------------
     def submit(self, entries: Sequence[JournalEntry]) -> None:
         """Queue journaled entries (already durable). Entries seen before are ignored."""
+        added = False
         for e in entries:
             if e.seq in self._known:
                 continue
             self._known.add(e.seq)
-            self._pending.setdefault((e.kind, e.object_id), _Pending()).entries.append(e)
-        if entries:
+            key = (e.kind, e.object_id)
+            p = self._pending.get(key)
+            if p is None:
+                p = self._pending[key] = _Pending()
+            p.entries.append(e)
+            self._make_ready(key, p)
+            added = True
+        if added:
             self._idle.clear()
-            self._update_gauges()
+            QUEUE_DEPTH.set(len(self._pending))
             self._wake.set()
+
+    def _make_ready(self, key: Key, p: _Pending) -> None:
+        if key[0] in self.batch_kinds:
+            self._batch_keys[key[0]].add(key)
+            return
+        if key in self._queued or key in self._busy or p.not_before > self.clock():
+            return
+        self._queued.add(key)
+        self._ready.append(key)
 
     async def recover(self) -> int:
         """Queue everything journaled and not done (on start). Returns how many entries."""
@@ -117,6 +147,7 @@ class Dispatcher:
     async def start(self) -> None:
         self._stopping = False
         await self.recover()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="reactor-journal-done")
         for i in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reactor-worker-{i}"))
 
@@ -125,14 +156,19 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         tasks, self._tasks = self._tasks, []
-        if not tasks:
-            return
-        _, still = await asyncio.wait(tasks, timeout=timeout)
-        for t in still:
-            t.cancel()
-        for t in still:
+        if tasks:
+            _, still = await asyncio.wait(tasks, timeout=timeout)
+            for t in still:
+                t.cancel()
+            for t in still:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if self._flusher is not None:
+            self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await t
+                await self._flusher
+            self._flusher = None
+        await self._flush_done()
 
     @property
     def alive(self) -> bool:
@@ -143,7 +179,7 @@ class Dispatcher:
         return len(self._pending)
 
     def oldest_pending(self) -> float | None:
-        oldest = [e.received_at for p in self._pending.values() for e in p.entries[:1]]
+        oldest = [p.entries[0].received_at for p in self._pending.values() if p.entries]
         return min(oldest) if oldest else None
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -155,41 +191,56 @@ class Dispatcher:
         return True
 
     def _take(self) -> tuple[WorkUnit | None, float | None]:
-        """The next runnable unit, or the delay until one becomes runnable."""
+        """The next runnable unit, or the delay until a delayed one becomes runnable."""
         now = self.clock()
-        soonest: float | None = None
-        for key, p in self._pending.items():
-            kind = key[0]
-            if key in self._busy or kind in self._busy_kinds:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, key = heapq.heappop(self._delayed)
+            p = self._pending.get(key)
+            if p is not None:
+                self._make_ready(key, p)
+        for kind, keys in self._batch_keys.items():
+            if kind in self._busy_kinds or not keys:
                 continue
-            if p.not_before > now:
-                wait = p.not_before - now
-                soonest = wait if soonest is None else min(soonest, wait)
+            due = [k for k in keys if self._pending[k].not_before <= now]
+            if not due:
                 continue
-            if kind in self.batch_kinds:
-                keys = [k for k, q in self._pending.items() if k[0] == kind and q.not_before <= now]
-                self._busy_kinds.add(kind)
-            else:
-                keys = [key]
-            entries: list[JournalEntry] = []
-            for k in keys:
-                entries.extend(self._pending[k].entries)
-                self._busy.add(k)
-            entries.sort(key=lambda e: e.seq)
-            return WorkUnit(kind=kind, object_ids=tuple(k[1] for k in keys), entries=tuple(entries)), None
+            self._busy_kinds.add(kind)
+            return self._unit(kind, due), None
+        while self._ready:
+            key = self._ready.popleft()
+            self._queued.discard(key)
+            if key in self._busy or key not in self._pending:
+                continue
+            return self._unit(key[0], [key]), None
+        soonest = self._delayed[0][0] - now if self._delayed else None
+        if soonest is None:
+            batch_waits = [
+                self._pending[k].not_before - now
+                for kind, keys in self._batch_keys.items()
+                if kind not in self._busy_kinds
+                for k in keys
+            ]
+            soonest = min(batch_waits) if batch_waits else None
         return None, soonest
+
+    def _unit(self, kind: str, keys: list[Key]) -> WorkUnit:
+        entries: list[JournalEntry] = []
+        for k in keys:
+            entries.extend(self._pending[k].entries)
+            self._busy.add(k)
+        if len(keys) > 1:
+            entries.sort(key=lambda e: e.seq)
+        return WorkUnit(kind=kind, object_ids=tuple(k[1] for k in keys), entries=tuple(entries))
 
     async def _worker(self) -> None:
         while not self._stopping:
             self._wake.clear()
             unit, delay = self._take()
             if unit is None:
-                if not self._busy and delay is None:
+                if not self._busy and not self._pending:
                     self._idle.set()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay if delay is not None else 1.0)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, delay) if delay is not None else 1.0)
                 continue
             await self._run(unit)
 
@@ -219,25 +270,42 @@ class Dispatcher:
                     p.not_before = 0.0
                 else:
                     p.failures += 1
-                    p.not_before = self.clock() + min(
-                        self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1)
-                    )
+                    p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
+                    if k[0] not in self.batch_kinds:
+                        heapq.heappush(self._delayed, (p.not_before, k))
                 if not p.entries:
                     del self._pending[k]
+                    if k[0] in self.batch_kinds:
+                        self._batch_keys[k[0]].discard(k)
+                elif ok:
+                    self._make_ready(k, p)
             self._busy_kinds.discard(unit.kind)
             self._wake.set()
         if ok:
-            try:
-                await self.store.mark_done(sorted(done_seqs))
-            except Exception as exc:
-                log.event("mark_done_failed", level="error", error=repr(exc))
-            self._known.difference_update(done_seqs)
+            self._done.extend(done_seqs)
+            self._flush_wake.set()
             self.units_handled += 1
             if unit.entries and unit.kind in ("user", "group"):
                 APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
-        self._update_gauges()
-
-    def _update_gauges(self) -> None:
         QUEUE_DEPTH.set(len(self._pending))
-        oldest = self.oldest_pending()
-        OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            await self._flush_done()
+            oldest = self.oldest_pending()
+            OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+            await asyncio.sleep(self.done_flush_seconds)  # batches the deletes; not a wait for work
+
+    async def _flush_done(self) -> None:
+        done, self._done = self._done, []
+        if not done:
+            return
+        try:
+            await self.store.mark_done(sorted(done))
+        except Exception as exc:
+            log.event("mark_done_failed", level="error", error=repr(exc))
+            self._done.extend(done)
+            return
+        self._known.difference_update(done)

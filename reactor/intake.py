@@ -62,6 +62,10 @@ class ClientStates:
     def forget(self, subscription_id: str) -> None:
         self._states.pop(subscription_id.lower(), None)
 
+    def cached(self, subscription_id: str) -> bytes | None:
+        """The clientState if it is in the cache (no store access)."""
+        return self._states.get(subscription_id.lower())
+
     async def get(self, subscription_id: str) -> bytes | None:
         key = subscription_id.lower()
         state = self._states.get(key)
@@ -143,6 +147,8 @@ class Intake:
         self.tenant_id = tenant_id.lower()
         self.max_body_bytes = max_body_bytes
         self.on_journaled = on_journaled
+        self._received = {r: NOTIFICATIONS_RECEIVED.labels(r) for r in ("notifications", "lifecycle")}
+        self._accepted = {r: NOTIFICATIONS_ACCEPTED.labels(r) for r in ("notifications", "lifecycle")}
 
     async def notifications(self, request: Request) -> Response:
         return await self._handle(request, "notifications")
@@ -151,7 +157,7 @@ class Intake:
         return await self._handle(request, "lifecycle")
 
     async def _handle(self, request: Request, route: str) -> Response:
-        if "validationToken" in request.query_params:
+        if request.scope["query_string"] and "validationToken" in request.query_params:
             token = request.query_params["validationToken"]
             if not _valid_token(token):
                 REQUESTS_REFUSED.labels("400").inc()
@@ -174,8 +180,8 @@ class Intake:
             return PlainTextResponse('body must be a JSON object with a "value" array', status_code=400)
         now = time.time()
         accepted: list[JournalItem] = []
+        self._received[route].inc(len(doc["value"]))
         for item in doc["value"]:
-            NOTIFICATIONS_RECEIVED.labels(route).inc()
             reason, journal_item = await self._check(item, route, now)
             if journal_item is None:
                 NOTIFICATIONS_REJECTED.labels(route, reason).inc()
@@ -195,7 +201,7 @@ class Intake:
                 REQUESTS_REFUSED.labels("503").inc()
                 log.event("journal_write_failed", level="error", route=route, error=str(exc), items=len(accepted))
                 return PlainTextResponse("journal unavailable, retry later", status_code=503)
-            NOTIFICATIONS_ACCEPTED.labels(route).inc(len(accepted))
+            self._accepted[route].inc(len(accepted))
             entries = [
                 JournalEntry(
                     seq=s, kind=i.kind, object_id=i.object_id, received_at=i.received_at, payload=i.payload,
@@ -204,10 +210,12 @@ class Intake:
                 for s, i in zip(seqs, accepted, strict=True)
             ]
             self.on_journaled(entries)
-            for e in entries:
+            if log.enabled("debug"):
                 log.event(
-                    "notification_journaled", route=route, seq=e.seq, kind=e.kind, object_id=e.object_id,
-                    change_type=e.change_type, subscription_id=e.subscription_id,
+                    "notifications_journaled",
+                    level="debug",
+                    route=route,
+                    items=[{"seq": e.seq, "kind": e.kind, "object_id": e.object_id, "change": e.change_type} for e in entries],
                 )
         return Response(status_code=202)
 
@@ -219,7 +227,9 @@ class Intake:
         tenant = item.get("tenantId")
         if not isinstance(sub_id, str) or not sub_id or len(sub_id) > 64:
             return "malformed", None
-        expected = await self.client_states.get(sub_id)
+        expected = self.client_states.cached(sub_id)
+        if expected is None:
+            expected = await self.client_states.get(sub_id)
         if expected is None:
             return "unknown_subscription", None
         if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "replace"), expected):

@@ -49,6 +49,11 @@ def _clean(key: str, value: Any) -> Any:
     return value
 
 
+def enabled(level: str) -> bool:
+    """Whether lines of ``level`` are written (to skip building costly fields)."""
+    return _LOGGER.isEnabledFor(_LEVELS.get(level, logging.INFO))
+
+
 def event(name: str, *, level: str = "info", **fields: Any) -> None:
     """Log one event as a JSON line: ``{"ts", "level", "event", ...fields}``."""
     lvl = _LEVELS.get(level, logging.INFO)

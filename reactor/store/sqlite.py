@@ -9,6 +9,7 @@ share one transaction and one ``fsync``: the intake is fast and durable at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -165,7 +166,11 @@ class SQLiteStore:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            appended = self._append_all(conn, [fn for fn, _, _ in batch])
             for i, (fn, _, _) in enumerate(batch):
+                if i in appended:
+                    results.append((True, appended[i]))
+                    continue
                 conn.execute(f"SAVEPOINT j{i}")
                 try:
                     results.append((True, fn(conn)))
@@ -182,13 +187,43 @@ class SQLiteStore:
                 pass
             err = StoreError(f"store write failed: {exc}")
             results = [(False, err)] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for (_, loop, fut), (ok, value) in zip(batch, results, strict=True):
             if ok:
-                loop.call_soon_threadsafe(_resolve, fut, value, None)
+                by_loop.setdefault(loop, []).append((fut, value, None))
             else:
                 if isinstance(value, sqlite3.Error):
                     value = StoreError(f"store operation failed: {value}")
-                loop.call_soon_threadsafe(_resolve, fut, None, value)
+                by_loop.setdefault(loop, []).append((fut, None, value))
+        for loop, outcomes in by_loop.items():
+            # One wake-up of the event loop per batch, not one per caller.
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve_all, outcomes)
+
+    @staticmethod
+    def _append_all(conn: sqlite3.Connection, fns: list[Callable[[sqlite3.Connection], Any]]) -> dict[int, list[int]]:
+        """Insert the rows of every journal append of a batch with one statement.
+
+        One writer and AUTOINCREMENT make the new sequence numbers consecutive, ending at
+        ``last_insert_rowid()``, so each caller gets its own numbers back.
+        """
+        rows: list[tuple[Any, ...]] = []
+        spans: dict[int, tuple[int, int]] = {}
+        for i, fn in enumerate(fns):
+            job_rows = getattr(fn, "journal_rows", None)
+            if job_rows is not None:
+                spans[i] = (len(rows), len(job_rows))
+                rows.extend(job_rows)
+        if not rows:
+            return {}
+        conn.executemany(
+            "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(rows) + 1
+        return {i: list(range(first + start, first + start + n)) for i, (start, n) in spans.items()}
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None:
@@ -209,15 +244,9 @@ class SQLiteStore:
         ]
 
         def job(c: sqlite3.Connection) -> list[int]:
-            seqs = []
-            for row in rows:
-                cur = c.execute(
-                    "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                seqs.append(int(cur.lastrowid or 0))
-            return seqs
+            raise AssertionError("journal appends are inserted by _append_all")
+
+        job.journal_rows = rows  # type: ignore[attr-defined]
 
         started = time.perf_counter()
         seqs = await self._call(job)
@@ -376,10 +405,11 @@ class SQLiteStore:
         return await self._call(job)
 
 
-def _resolve(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(value)
+def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, value, error in outcomes:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)

@@ -1,0 +1,191 @@
+"""Ingest benchmark: ``reactor serve`` (journal durable, one worker, 1-item batches) against a bare
+Starlette app that answers 202 without reading the body, driven with the same load in one run.
+
+Prints req/s, p50 and p99 for each and the ratio reactor / bare. Uses wrk when installed (a Lua
+script varies the user id of every request), else a Python load generator (said in the output; it
+saturates one core itself, so its figures are lower and the ratio less telling).
+
+    python bench/ingest.py [--seconds 10] [--connections 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from reactor_proc import ReactorProcess, write_config  # noqa: E402
+from servers import free_port  # noqa: E402
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+SUB = "aaaaaaaa-0000-0000-0000-000000000001"
+STATE = "bench-client-state-0123456789abcdef"
+
+BARE_APP = textwrap.dedent(
+    """
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def accept(request):
+        return Response(status_code=202)
+
+    app = Starlette(routes=[Route("/notifications", accept, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop",
+                access_log=False, log_level="warning")
+    """
+)
+
+WRK_SCRIPT = textwrap.dedent(
+    """
+    counter = 0
+    request = function()
+      counter = counter + 1
+      local id = string.format("%08d-0000-0000-0000-%012d", math.random(0, 99999999), counter)
+      local body = '{"value":[{"subscriptionId":"SUB","clientState":"STATE","changeType":"updated",'
+        .. '"resource":"Users/' .. id .. '","resourceData":{"@odata.type":"#Microsoft.Graph.User","id":"'
+        .. id .. '"},"tenantId":"TENANT"}]}'
+      return wrk.format("POST", "/notifications", {["Content-Type"]="application/json"}, body)
+    end
+    done = function(summary, latency, requests)
+      io.write(string.format("RESULT %d %f %f %f %d\\n", summary.requests, summary.duration / 1e6,
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+        summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    end
+    """
+).replace("SUB", SUB).replace("STATE", STATE).replace("TENANT", TENANT)
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/notifications"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    _, n, dur, p50, p99, errors = line.split()
+    return {
+        "requests": float(n), "rps": float(n) / float(dur), "p50_ms": float(p50), "p99_ms": float(p99),
+        "errors": float(errors),
+    }
+
+
+async def run_python(url: str, seconds: int, connections: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    counter = 0
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors, counter
+        while time.perf_counter() < deadline:
+            counter += 1
+            uid = f"00000000-0000-0000-0000-{counter:012d}"
+            body = {"value": [{"subscriptionId": SUB, "clientState": STATE, "changeType": "updated", "tenantId": TENANT,
+                               "resource": f"Users/{uid}", "resourceData": {"@odata.type": "#Microsoft.Graph.User", "id": uid}}]}
+            t = time.perf_counter()
+            r = await client.post(url + "/notifications", json=body)
+            latencies.append(time.perf_counter() - t)
+            if r.status_code >= 300:
+                errors += 1
+
+    start = time.perf_counter()
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(connections)))
+    dur = time.perf_counter() - start
+    latencies.sort()
+    n = len(latencies)
+    return {"requests": n, "rps": n / dur, "p50_ms": latencies[n // 2] * 1000, "p99_ms": latencies[int(n * 0.99)] * 1000,
+            "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    args = ap.parse_args()
+    use_wrk = shutil.which("wrk") is not None
+    print(f"load generator: {'wrk' if use_wrk else 'python (httpx) - install wrk for figures that load the server fully'}")
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        db = tmp / "reactor.db"
+
+        async def seed() -> None:
+            from reactor.store import SQLiteStore, SubscriptionRecord
+
+            store = SQLiteStore(str(db))
+            await store.open()
+            await store.save_subscription(SubscriptionRecord(
+                SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time()))
+            await store.close()
+
+        asyncio.run(seed())
+        script = tmp / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        port = free_port()
+        config = write_config(tmp / "reactor.toml", {
+            "server": {"port": port, "log_level": "error"},
+            "graph": {"tenant_id": TENANT},
+            "store": {"url": f"sqlite:///{db}"},
+            "sync": {"workers": 1},
+            "subscriptions": {"enabled": False},
+        })
+        results: dict[str, dict[str, float]] = {}
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    httpx.post(f"http://127.0.0.1:{bare_port}/notifications", content=b"{}", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            url = f"http://127.0.0.1:{bare_port}"
+            results["bare starlette"] = (run_wrk(url, args.seconds, args.connections, script) if use_wrk
+                                         else asyncio.run(run_python(url, args.seconds, args.connections)))
+        finally:
+            bare.send_signal(signal.SIGTERM)
+            bare.wait(10)
+        proc = ReactorProcess(config, port, "--record", os.devnull).start()
+        try:
+            results["reactor serve"] = (run_wrk(proc.url, args.seconds, args.connections, script) if use_wrk
+                                        else asyncio.run(run_python(proc.url, args.seconds, args.connections)))
+        finally:
+            proc.terminate()
+
+        async def journal_count() -> int:
+            from reactor.store import SQLiteStore
+
+            store = SQLiteStore(str(db))
+            await store.open()
+            n, _ = await store.backlog()
+            await store.close()
+            return n
+
+        left = asyncio.run(journal_count())
+    print(f"{'':16} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for name, r in results.items():
+        print(f"{name:16} {r['rps']:10.0f} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['errors']:7.0f}")
+    ratio = results["reactor serve"]["rps"] / results["bare starlette"]["rps"]
+    print(f"ratio reactor/bare req/s: {ratio:.2f} (target >= 0.60); journal items left pending after stop: {left}")
+
+
+if __name__ == "__main__":
+    main()
