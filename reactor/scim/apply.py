@@ -1,0 +1,183 @@
+"""Execute the planner's operations against AskCody.
+
+:func:`apply_operations` takes the operations of one user's plan, or of many users' plans
+concatenated (a full reconcile), and runs them in phases so that membership writes are batched per
+group while each user's order still holds:
+
+1. ``EnsureGroup`` (each group once);
+2. ``CreateUser``, ``UpdateUser``, ``SetActive(True)``;
+3. ``AddMember``, one PATCH per group for many users;
+4. ``RemoveMember``, per group likewise;
+5. ``SetActive(False)``, ``DeleteUser`` (deprovisioning last, after the member removals).
+
+A failure (any :class:`~reactor.errors.ReactorError`, raised after the retries of the client) stops
+the user's remaining operations but not the other users'; it is reported in
+:attr:`ApplyResult.failures` by Entra user id. An operation whose group could not be ensured fails
+for its user. Every applied operation counts ``reactor_changes_applied_total{operation}``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from reactor.errors import PermanentError, ReactorError
+from reactor.metrics import CHANGES_APPLIED
+from reactor.scim.client import AskCodyClient
+from reactor.sync.operations import (
+    AddMember,
+    CreateUser,
+    DeleteUser,
+    EnsureGroup,
+    Operation,
+    RemoveMember,
+    SetActive,
+    UpdateUser,
+    entra_user_of,
+    kind,
+)
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply_operations` did.
+
+    ``applied``: the operations done, in order; ``failures``: Entra user id (``group:<id>`` for a
+    group that could not be ensured) → the error; ``skipped``: operations not attempted because an
+    earlier one of the same user failed; ``user_ids``/``group_ids``: Entra id → SCIM id of the
+    users created or adopted and of every group used.
+    """
+
+    applied: list[Operation] = field(default_factory=list)
+    failures: dict[str, ReactorError] = field(default_factory=dict)
+    skipped: list[Operation] = field(default_factory=list)
+    user_ids: dict[str, str] = field(default_factory=dict)
+    group_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every operation was applied."""
+        return not self.failures
+
+    def raise_first(self) -> None:
+        """Raise the first failure, if any (for a single user's plan)."""
+        for error in self.failures.values():
+            raise error
+
+
+async def apply_operations(
+    client: AskCodyClient,
+    operations: Sequence[Operation],
+    *,
+    group_ids: Mapping[str, str] | None = None,
+) -> ApplyResult:
+    """Apply ``operations``; ``group_ids`` (Entra → SCIM group id) are the groups already known."""
+    result = ApplyResult(group_ids=dict(group_ids or {}))
+
+    def blocked(op: Operation) -> bool:
+        user = entra_user_of(op)
+        if user is not None and user in result.failures:
+            result.skipped.append(op)
+            return True
+        return False
+
+    def done(op: Operation) -> None:
+        result.applied.append(op)
+        CHANGES_APPLIED.labels(kind(op)).inc()
+
+    for ensure in _unique_groups(operations):
+        try:
+            group = await client.ensure_group(ensure.entra_group_id, ensure.display_name)
+        except ReactorError as exc:
+            result.failures[f"group:{ensure.entra_group_id}"] = exc
+            continue
+        result.group_ids[ensure.entra_group_id] = group.id
+        done(ensure)
+
+    for op in operations:
+        if not isinstance(op, CreateUser | UpdateUser) and not (isinstance(op, SetActive) and op.active):
+            continue
+        if blocked(op):
+            continue
+        try:
+            if isinstance(op, CreateUser):
+                user = await client.create_user(op.attrs, active=op.active)
+                result.user_ids[op.entra_id] = user.id
+            elif isinstance(op, UpdateUser):
+                await client.update_user(op.scim_id, op.changes)
+            else:
+                await client.set_active(op.scim_id, True)
+        except ReactorError as exc:
+            result.failures[op.entra_id] = exc
+            continue
+        done(op)
+
+    await _members(client, [op for op in operations if isinstance(op, AddMember)], result, blocked, done, add=True)
+    await _members(client, [op for op in operations if isinstance(op, RemoveMember)], result, blocked, done, add=False)
+
+    for op in operations:
+        if not isinstance(op, DeleteUser) and not (isinstance(op, SetActive) and not op.active):
+            continue
+        if blocked(op):
+            continue
+        try:
+            if isinstance(op, DeleteUser):
+                await client.delete_user(op.scim_id)
+            else:
+                await client.set_active(op.scim_id, False)
+        except ReactorError as exc:
+            result.failures[op.entra_id] = exc
+            continue
+        done(op)
+    return result
+
+
+def _unique_groups(operations: Sequence[Operation]) -> list[EnsureGroup]:
+    seen: dict[str, EnsureGroup] = {}
+    for op in operations:
+        if isinstance(op, EnsureGroup) and op.entra_group_id not in seen:
+            seen[op.entra_group_id] = op
+    return list(seen.values())
+
+
+async def _members(
+    client: AskCodyClient,
+    ops: list[AddMember] | list[RemoveMember],
+    result: ApplyResult,
+    blocked: Callable[[Operation], bool],
+    done: Callable[[Operation], None],
+    *,
+    add: bool,
+) -> None:
+    batches: dict[str, list[tuple[AddMember | RemoveMember, str]]] = defaultdict(list)
+    for op in ops:
+        if blocked(op):
+            continue
+        group_id = op.scim_group_id or result.group_ids.get(op.entra_group_id)
+        user_id = op.scim_user_id or result.user_ids.get(op.entra_user_id)
+        if group_id is None:
+            missing = result.failures.get(f"group:{op.entra_group_id}")
+            result.failures[op.entra_user_id] = missing or PermanentError(
+                f"group {op.entra_group_id} is not in AskCody and no EnsureGroup preceded"
+            )
+            continue
+        if user_id is None:
+            result.failures[op.entra_user_id] = PermanentError(
+                f"user {op.entra_user_id} has no SCIM id and no CreateUser preceded"
+            )
+            continue
+        batches[group_id].append((op, user_id))
+    for group_id, members in batches.items():
+        user_ids = [user_id for _, user_id in members]
+        try:
+            if add:
+                await client.add_members(group_id, user_ids)
+            else:
+                await client.remove_members(group_id, user_ids)
+        except ReactorError as exc:
+            for op, _ in members:
+                result.failures.setdefault(op.entra_user_id, exc)
+            continue
+        for op, _ in members:
+            done(op)

@@ -1,0 +1,445 @@
+"""The AskCody SCIM client: aiohttp, Bearer token, ``application/scim+json``.
+
+Every request takes a token from the shared :class:`~reactor.ratelimit.TokenBucket`, is counted in
+``reactor_scim_requests_total{method,outcome}`` and goes through :func:`reactor.retry.call`. Answers
+are mapped into the exception tree of :mod:`reactor.errors`:
+
+    429                       ThrottledError (retry_after from Retry-After)
+    503 with Retry-After      ThrottledError
+    408, 5xx (but 501)        TransientError
+    timeout, connection       TransientError
+    404                       NotFoundError
+    409                       ConflictError
+    other 4xx, 501            ScimError (a PermanentError with the SCIM scimType and detail)
+
+Messages name the method, the path and the SCIM error; never the token.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from reactor import retry
+from reactor.config import AskCodySettings
+from reactor.errors import ConflictError, NotFoundError, PermanentError, ThrottledError, TransientError
+from reactor.metrics import SCIM_REQUESTS
+from reactor.ratelimit import TokenBucket
+from reactor.scim import dialect as forms
+from reactor.scim.resources import (
+    group_body,
+    has_groups,
+    member_ids,
+    parse_group,
+    parse_user,
+    quote,
+    resources,
+    user_body,
+)
+from reactor.sync.model import ScimGroup, ScimUser, UserAttributes
+from reactor.sync.planner import attribute_changes
+
+log = logging.getLogger(__name__)
+
+SCIM_JSON = "application/scim+json"
+RETRY_TARGET = "askcody"
+MEMBER_BATCH = 100
+PAGE_SIZE = 100
+
+
+class ScimError(PermanentError):
+    """AskCody refused a request (a 4xx other than 404/409/429, or 501), with the SCIM error detail."""
+
+    def __init__(self, message: str, *, status: int, scim_type: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, status=status)
+        self.scim_type = scim_type
+        self.detail = detail
+
+
+class AskCodyClient:
+    """Async client of AskCody's SCIM 2.0 endpoint.
+
+    :param settings: ``[askcody]``: ``scim_url`` (the base, e.g. ``…/scim/v2``), ``token``,
+        ``dialect``, ``max_requests_per_second``, ``timeout_seconds``.
+    :param bucket: the token bucket shared by every worker; one of ``max_requests_per_second`` by default.
+    :param session: an aiohttp session to use (left open); by default the client opens its own and
+        :meth:`aclose` closes it.
+    :param retry_policy: the retries of each request (:data:`reactor.retry.DEFAULT_POLICY`).
+
+    Use it as ``async with AskCodyClient(settings) as client: ...`` or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        settings: AskCodySettings,
+        bucket: TokenBucket | None = None,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        retry_policy: retry.RetryPolicy = retry.DEFAULT_POLICY,
+    ) -> None:
+        self.settings = settings
+        self.base_url = settings.scim_url.rstrip("/")
+        self.dialect = settings.dialect
+        self.bucket = bucket if bucket is not None else TokenBucket(settings.max_requests_per_second)
+        self.retry_policy = retry_policy
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+        self._email_filter = 'emails[type eq "work"].value eq {}'
+        self._member_filter = "members[value eq {}]"
+
+    async def __aenter__(self) -> AskCodyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session the client opened (not one it was given)."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        retried: bool = True,
+    ) -> Any:
+        """Send one request (retried per the policy unless ``retried`` is false); return its JSON or None."""
+        if not retried:
+            return await self._send(method, path, body, params)
+        return await retry.call(lambda: self._send(method, path, body, params), target=RETRY_TARGET, policy=self.retry_policy)
+
+    async def _send(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Any:
+        await self.bucket.acquire()
+        headers = {"Authorization": f"Bearer {self.settings.token.reveal()}", "Accept": SCIM_JSON}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = SCIM_JSON
+            data = orjson.dumps(body)
+        where = f"{method} {path}"
+        try:
+            async with self._session_now().request(
+                method, self.base_url + path, params=params, data=data, headers=headers, timeout=self._timeout
+            ) as resp:
+                status = resp.status
+                raw = await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            SCIM_REQUESTS.labels(method, "timeout").inc()
+            raise TransientError(f"{where}: timed out after {self.settings.timeout_seconds:g}s") from None
+        except aiohttp.ClientError as exc:
+            SCIM_REQUESTS.labels(method, "connection_error").inc()
+            raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
+        outcome, error = _classify(where, status, raw, retry_after)
+        SCIM_REQUESTS.labels(method, outcome).inc()
+        log.debug("%s -> %d", where, status)
+        if error is not None:
+            raise error
+        if not raw.strip():
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise PermanentError(f"{where}: answered {status} with a body that is not JSON", status=status) from None
+
+    async def _search(
+        self, endpoint: str, scim_filter: str | None = None, *, attributes: str | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[dict[str, Any]]:
+        start = 1
+        while True:
+            params = {"startIndex": str(start), "count": str(page_size)}
+            if scim_filter is not None:
+                params["filter"] = scim_filter
+            if attributes is not None:
+                params["attributes"] = attributes
+            data = await self.request("GET", endpoint, params=params)
+            page = resources(data)
+            for item in page:
+                yield item
+            total = data.get("totalResults") if isinstance(data, dict) else None
+            start += len(page)
+            if not page or not isinstance(total, int) or start > total:
+                return
+
+    async def _first(self, endpoint: str, scim_filter: str, *, attributes: str | None = None) -> dict[str, Any] | None:
+        params = {"filter": scim_filter}
+        if attributes is not None:
+            params["attributes"] = attributes
+        found = resources(await self.request("GET", endpoint, params=params))
+        if len(found) > 1:
+            log.warning("%s?filter=%s matched %d resources; using the first", endpoint, scim_filter, len(found))
+        return found[0] if found else None
+
+    # -- readiness -------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Readiness: a ``userName`` filter with a random value must answer 200 (as Entra's test
+        connection does). One attempt, no retry; raises the mapped error otherwise."""
+        probe = f"reactor-ping-{uuid.uuid4()}"
+        data = await self.request("GET", "/Users", params={"filter": f"userName eq {quote(probe)}"}, retried=False)
+        if not isinstance(data, dict):
+            raise PermanentError("GET /Users: the answer to a filter is not a SCIM ListResponse")
+
+    # -- users -----------------------------------------------------------------------------------
+
+    async def find_user(
+        self,
+        external_id: str,
+        user_name: str | None = None,
+        email: str | None = None,
+        *,
+        with_groups: bool = True,
+    ) -> ScimUser | None:
+        """The user matched by ``externalId``, else ``userName``, else work e-mail; None when none.
+
+        The e-mail filter is ``emails[type eq "work"].value eq …``; when AskCody refuses that complex
+        filter, ``emails.value eq …`` is used from then on.
+        """
+        data = await self._first("/Users", f"externalId eq {quote(external_id)}")
+        if data is None and user_name:
+            data = await self._first("/Users", f"userName eq {quote(user_name)}")
+        if data is None and email:
+            data = await self._find_by_email(email)
+        if data is None:
+            return None
+        return await self._user(data, with_groups)
+
+    async def _find_by_email(self, email: str) -> dict[str, Any] | None:
+        try:
+            return await self._first("/Users", self._email_filter.format(quote(email)))
+        except ScimError as exc:
+            if exc.status not in (400, 501) or self._email_filter.startswith("emails.value"):
+                raise
+            log.info("AskCody refused the work e-mail filter (%s); using emails.value from now on", exc.scim_type)
+            self._email_filter = "emails.value eq {}"
+            return await self._first("/Users", self._email_filter.format(quote(email)))
+
+    async def get_user(self, scim_id: str, *, with_groups: bool = True) -> ScimUser:
+        """The user by SCIM id, with its group memberships (NotFoundError when gone)."""
+        data = await self.request("GET", f"/Users/{scim_id}")
+        return await self._user(data, with_groups)
+
+    async def _user(self, data: dict[str, Any], with_groups: bool) -> ScimUser:
+        if not with_groups or has_groups(data):
+            return parse_user(data)
+        return parse_user(data, groups=await self.user_groups(str(data["id"])))
+
+    async def user_groups(self, scim_id: str) -> frozenset[str]:
+        """SCIM ids of the groups the user is a member of (``/Groups?filter=members[value eq …]``,
+        ``members.value eq …`` when the server refuses the first form)."""
+        try:
+            return await self._groups_with_member(scim_id)
+        except ScimError as exc:
+            if exc.status not in (400, 501) or self._member_filter.startswith("members.value"):
+                raise
+            log.info("AskCody refused the members filter (%s); using members.value from now on", exc.scim_type)
+            self._member_filter = "members.value eq {}"
+            return await self._groups_with_member(scim_id)
+
+    async def _groups_with_member(self, scim_id: str) -> frozenset[str]:
+        found = self._search("/Groups", self._member_filter.format(quote(scim_id)), attributes="id")
+        return frozenset([str(g["id"]) async for g in found if "id" in g])
+
+    async def list_users(self, *, page_size: int = PAGE_SIZE) -> AsyncIterator[ScimUser]:
+        """Every user AskCody holds (without memberships), page by page."""
+        async for data in self._search("/Users", page_size=page_size):
+            yield parse_user(data)
+
+    async def create_user(self, attrs: UserAttributes, *, active: bool = True) -> ScimUser:
+        """Create the user with the core and enterprise schemas.
+
+        On 409 (``uniqueness``: it exists already, e.g. created by hand, or an earlier attempt did
+        succeed) the existing user is looked up by externalId, userName and e-mail and adopted: its
+        attributes and ``active`` are made to match. Returns the user as AskCody now holds it.
+        """
+        try:
+            data = await self.request("POST", "/Users", body=user_body(attrs, active=active))
+        except ConflictError:
+            existing = await self.find_user(attrs.external_id, attrs.user_name, attrs.email)
+            if existing is None:
+                raise
+            log.info("user %s exists in AskCody as %s: adopting it", attrs.external_id, existing.id)
+            return await self.adopt_user(existing, attrs, active=active)
+        if not isinstance(data, dict) or "id" not in data:
+            found = await self.find_user(attrs.external_id, with_groups=False)
+            if found is None:
+                raise PermanentError("POST /Users: the answer names no id and the user cannot be found")
+            return found
+        return parse_user(data, groups=frozenset())
+
+    async def adopt_user(self, existing: ScimUser, attrs: UserAttributes, *, active: bool) -> ScimUser:
+        """Make an existing user carry ``attrs`` (externalId included) and ``active``."""
+        changes = attribute_changes(attrs, existing)
+        if changes:
+            await self.update_user(existing.id, changes)
+        if existing.active != active:
+            await self.set_active(existing.id, active)
+        if not changes and existing.active == active:
+            return existing
+        return await self.get_user(existing.id)
+
+    async def update_user(self, scim_id: str, changes: Mapping[str, str | None]) -> None:
+        """PATCH-replace the changed attributes (``None`` removes one); names as in
+        :class:`~reactor.sync.model.UserAttributes`."""
+        if not changes:
+            return
+        await self.request("PATCH", f"/Users/{scim_id}", body=forms.replace_attributes(changes, self.dialect))
+
+    async def set_active(self, scim_id: str, active: bool) -> None:
+        """PATCH ``active`` (boolean in the rfc dialect, ``"True"``/``"False"`` in the entra dialect)."""
+        await self.request("PATCH", f"/Users/{scim_id}", body=forms.set_active(active, self.dialect))
+
+    async def delete_user(self, scim_id: str) -> bool:
+        """DELETE the user; False when it was already gone."""
+        try:
+            await self.request("DELETE", f"/Users/{scim_id}")
+        except NotFoundError:
+            return False
+        return True
+
+    # -- groups ----------------------------------------------------------------------------------
+
+    async def find_group(self, external_id: str, display_name: str | None = None) -> ScimGroup | None:
+        """The group with this ``externalId`` (Entra group id), else with this ``displayName``."""
+        attributes = "id,displayName,externalId"
+        data = await self._first("/Groups", f"externalId eq {quote(external_id)}", attributes=attributes)
+        if data is None and display_name:
+            data = await self._first("/Groups", f"displayName eq {quote(display_name)}", attributes=attributes)
+        return None if data is None else parse_group(data)
+
+    async def ensure_group(self, external_id: str, display_name: str) -> ScimGroup:
+        """Find the group (:meth:`find_group`) or create it with ``externalId``.
+
+        A group found by name without an ``externalId`` gets ours; one that carries another
+        ``externalId`` is used as is (logged).
+        """
+        group = await self.find_group(external_id, display_name)
+        if group is None:
+            try:
+                data = await self.request("POST", "/Groups", body=group_body(display_name, external_id))
+                return parse_group(data)
+            except ConflictError:
+                group = await self.find_group(external_id, display_name)
+                if group is None:
+                    raise
+        if group.external_id is None:
+            body = forms.members_patch([{"op": "replace", "path": "externalId", "value": external_id}], self.dialect)
+            await self.request("PATCH", f"/Groups/{group.id}", body=body)
+            group = ScimGroup(group.id, group.display_name, external_id, group.members)
+        elif group.external_id != external_id:
+            log.warning(
+                "AskCody group %r (%s) carries externalId %s, not %s; using it",
+                group.display_name,
+                group.id,
+                group.external_id,
+                external_id,
+            )
+        return group
+
+    async def get_group(self, scim_id: str) -> ScimGroup:
+        """The group by SCIM id, with its members (NotFoundError when gone)."""
+        return parse_group(await self.request("GET", f"/Groups/{scim_id}"))
+
+    async def group_members(self, scim_id: str) -> frozenset[str]:
+        """SCIM ids of the group's members."""
+        data = await self.request("GET", f"/Groups/{scim_id}", params={"attributes": "members"})
+        return member_ids(data) if isinstance(data, dict) else frozenset()
+
+    async def add_members(self, scim_group_id: str, user_ids: Iterable[str], *, batch: int = MEMBER_BATCH) -> None:
+        """Add members, ``batch`` per PATCH (one ``add`` with a value list)."""
+        for chunk in _chunks(user_ids, batch):
+            body = forms.members_patch(forms.add_members(chunk), self.dialect)
+            await self.request("PATCH", f"/Groups/{scim_group_id}", body=body)
+
+    async def remove_members(self, scim_group_id: str, user_ids: Iterable[str], *, batch: int = MEMBER_BATCH) -> None:
+        """Remove members, ``batch`` per PATCH (rfc: one filtered op each; entra: a value list).
+
+        A member that is not there (400 ``noTarget``) counts as removed: when a batch fails so, its
+        members are removed one by one.
+        """
+        path = f"/Groups/{scim_group_id}"
+        for chunk in _chunks(user_ids, batch):
+            try:
+                body = forms.members_patch(forms.remove_members(chunk, self.dialect), self.dialect)
+                await self.request("PATCH", path, body=body)
+            except ScimError as exc:
+                if exc.scim_type != "noTarget":
+                    raise
+                for uid in chunk:
+                    try:
+                        body = forms.members_patch(forms.remove_members([uid], self.dialect), self.dialect)
+                        await self.request("PATCH", path, body=body)
+                    except ScimError as one:
+                        if one.scim_type != "noTarget":
+                            raise
+
+
+def _chunks(items: Iterable[str], size: int) -> list[list[str]]:
+    unique = list(dict.fromkeys(items))
+    return [unique[i : i + size] for i in range(0, len(unique), size)]
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_detail(raw: bytes) -> tuple[str | None, str | None]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    scim_type = data.get("scimType")
+    detail = data.get("detail")
+    return (str(scim_type) if scim_type else None, str(detail) if detail else None)
+
+
+def _classify(where: str, status: int, raw: bytes, retry_after: str | None) -> tuple[str, Exception | None]:
+    if 200 <= status < 300:
+        return "ok", None
+    scim_type, detail = _error_detail(raw)
+    text = f"{where}: {status}" + (f" {scim_type}" if scim_type else "") + (f": {detail}" if detail else "")
+    if status == 429 or (status == 503 and retry_after):
+        return "throttled", ThrottledError(text, retry_after=parse_retry_after(retry_after), status=status)
+    if status == 408 or (status >= 500 and status != 501):
+        return "server_error" if status >= 500 else "timeout", TransientError(text, status=status)
+    if status == 404:
+        return "not_found", NotFoundError(text)
+    if status == 409:
+        return "conflict", ConflictError(text)
+    if status in (401, 403):
+        text += " (check askcody.token)"
+    return "client_error", ScimError(text, status=status, scim_type=scim_type, detail=detail)

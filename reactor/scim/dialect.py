@@ -1,0 +1,94 @@
+"""The PATCH forms of the two dialects (``askcody.dialect``).
+
+``rfc`` speaks RFC 7644: lower-case ``op``, boolean ``active``, a member removed with a value filter in
+the path (``members[value eq "id"]``), the work e-mail replaced as a whole ``emails`` value.
+
+``entra`` speaks like Entra's provisioning service does by default: capitalised ``Replace``/``Add``/
+``Remove``, ``active`` as the string ``"True"``/``"False"``, members removed with ``path: members``
+and a ``value`` list, the work e-mail replaced at ``emails[type eq "work"].value``.
+
+Bodies are built with scim2-models' :class:`~scim2_models.PatchOp`, then adjusted to the dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from scim2_models import Context, Group, PatchOp, PatchOperation, Resource
+
+from reactor.config import Dialect
+from reactor.scim.resources import ATTRIBUTE_PATHS, EnterpriseScimUser, quote
+
+Op = dict[str, Any]
+
+
+def patch_body(operations: Iterable[Op], dialect: Dialect, resource: type[Resource[Any]] = EnterpriseScimUser) -> dict[str, Any]:
+    """A PatchOp message on ``resource`` (a User by default, or :class:`~scim2_models.Group`) of plain
+    ``{"op", "path", "value"}`` operations, in the dialect's spelling."""
+    ops = list(operations)
+    message = PatchOp[resource].model_validate(  # type: ignore[valid-type]
+        {"Operations": [PatchOperation[resource](**op) for op in ops]}  # type: ignore[valid-type]
+    )
+    body: dict[str, Any] = message.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+    if dialect == "entra":
+        for op in body["Operations"]:
+            op["op"] = str(op["op"]).capitalize()
+    return body
+
+
+def active_value(active: bool, dialect: Dialect) -> bool | str:
+    """``active`` as the dialect sends it."""
+    if dialect == "entra":
+        return "True" if active else "False"
+    return active
+
+
+def set_active(active: bool, dialect: Dialect) -> dict[str, Any]:
+    """The PATCH body that sets ``active``."""
+    return patch_body([{"op": "replace", "path": "active", "value": active_value(active, dialect)}], dialect)
+
+
+def replace_attributes(changes: Mapping[str, str | None], dialect: Dialect) -> dict[str, Any]:
+    """The PATCH body that replaces (or, for ``None``, removes) the changed user attributes."""
+    ops: list[Op] = []
+    for name, value in sorted(changes.items()):
+        path = ATTRIBUTE_PATHS[name]
+        if name == "email":
+            ops.append(_email_op(value, dialect))
+        elif value is None:
+            ops.append({"op": "remove", "path": path})
+        else:
+            ops.append({"op": "replace", "path": path, "value": value})
+    return patch_body(ops, dialect)
+
+
+def _email_op(value: str | None, dialect: Dialect) -> Op:
+    if value is None:
+        return {"op": "remove", "path": 'emails[type eq "work"]'}
+    if dialect == "entra":
+        return {"op": "replace", "path": 'emails[type eq "work"].value', "value": value}
+    return {"op": "replace", "path": "emails", "value": [{"type": "work", "value": value, "primary": True}]}
+
+
+def members_patch(operations: Iterable[Op], dialect: Dialect) -> dict[str, Any]:
+    """A PatchOp message on a Group."""
+    return patch_body(operations, dialect, Group)
+
+
+def add_members(user_ids: Iterable[str]) -> list[Op]:
+    """One ``add`` of many members (same form in both dialects)."""
+    return [{"op": "add", "path": "members", "value": [{"value": uid} for uid in user_ids]}]
+
+
+def remove_members(user_ids: Iterable[str], dialect: Dialect) -> list[Op]:
+    """The removal of members: one filtered op per member (rfc), one op with a value list (entra).
+
+    Never a bare ``remove members`` without filter or value: that removes everyone.
+    """
+    ids = list(user_ids)
+    if not ids:
+        return []
+    if dialect == "entra":
+        return [{"op": "remove", "path": "members", "value": [{"value": uid} for uid in ids]}]
+    return [{"op": "remove", "path": f"members[value eq {quote(uid)}]"} for uid in ids]
