@@ -1,0 +1,328 @@
+"""Reading users, groups and their changes from Graph, reduced to the domain types of the mapping.
+
+Rules the engine can rely on:
+
+- :meth:`GraphReader.get_user` answers ``None`` when Graph says 404. A soft-deleted user (restorable,
+  in ``/directory/deletedItems``) and a user gone for good both read as "not present": either way the
+  engine deprovisions, and a restored user comes back through a notification or delta like a new one.
+- Delta rounds resume from the deltaLink kept in the store (``delta:users:<select-hash>``,
+  ``delta:groups:<chunk-hash>``), follow every ``@odata.nextLink`` (empty pages included), and store
+  the new deltaLink only after the last page, so an interrupted round is simply repeated.
+- ``full`` on a result says that the round started from scratch (no stored link, or Graph refused
+  it as expired): the results are then the whole state and the caller reconciles fully.
+- In an incremental round Graph may return only the properties that changed: use the users of an
+  incremental :class:`UsersDelta` as change markers and read each with :meth:`get_user` before
+  planning (a property Graph left out reads as its default here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import quote
+
+from reactor.config import Settings
+from reactor.errors import DeltaTokenExpired, NotFoundError
+from reactor.graph.client import GraphClient
+from reactor.store.base import Store
+from reactor.sync.model import EntraGroup, EntraState, EntraUser
+
+USER_FIELDS = ("id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "accountEnabled")
+GROUP_DELTA_SELECT = "displayName,members"
+GROUP_FILTER_CHUNK = 50
+USER_TYPE = "#microsoft.graph.user"
+PAGE_SIZE = 999
+
+A = TypeVar("A", bound="_Accumulator")
+
+
+class GroupChange(NamedTuple):
+    """What a groups delta round says about one group (merged across pages)."""
+
+    display_name: str | None
+    deleted: bool
+    added_member_ids: frozenset[str]
+    removed_member_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class UsersDelta:
+    """Users reported by one delta round; ``full`` when it was a full sync (see the module docstring)."""
+
+    users: list[EntraUser]
+    full: bool
+
+
+@dataclass(frozen=True)
+class GroupsDelta:
+    """Groups in scope reported by one delta round, keyed by group id; ``full`` when any chunk started over."""
+
+    groups: dict[str, GroupChange]
+    full: bool
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def extract_cost_center(obj: Mapping[str, Any], source: str) -> str | None:
+    """The cost center out of a user object: ``employeeOrgData/costCenter``,
+    ``onPremisesExtensionAttributes/extensionAttributeN`` (a complex property selected whole) or a
+    directory extension ``extension_<appId>_<name>`` (a top-level property)."""
+    if not source:
+        return None
+    head, _, tail = source.partition("/")
+    value = obj.get(head)
+    if tail:
+        return _text(value.get(tail)) if isinstance(value, Mapping) else None
+    return _text(value)
+
+
+def removed_state(obj: Mapping[str, Any]) -> EntraState:
+    """``present``, or from ``@removed.reason``: ``changed`` → soft_deleted, ``deleted`` → hard_deleted."""
+    removed = obj.get("@removed")
+    if not isinstance(removed, Mapping):
+        return "present"
+    return "hard_deleted" if removed.get("reason") == "deleted" else "soft_deleted"
+
+
+def parse_user(obj: Mapping[str, Any], cost_center_source: str) -> EntraUser:
+    """An :class:`EntraUser` from a Graph user object (a delta entry included)."""
+    state = removed_state(obj)
+    if state != "present":
+        return EntraUser(id=str(obj["id"]), state=state)
+    enabled = obj.get("accountEnabled")
+    return EntraUser(
+        id=str(obj["id"]),
+        user_principal_name=obj.get("userPrincipalName") or "",
+        display_name=obj.get("displayName"),
+        given_name=obj.get("givenName"),
+        surname=obj.get("surname"),
+        mail=obj.get("mail"),
+        account_enabled=enabled if isinstance(enabled, bool) else True,
+        cost_center=extract_cost_center(obj, cost_center_source),
+    )
+
+
+def _is_user(obj: Mapping[str, Any]) -> bool:
+    kind = obj.get("@odata.type")
+    return kind is None or str(kind).lower() == USER_TYPE
+
+
+def chunks(ids: Iterable[str], size: int = GROUP_FILTER_CHUNK) -> list[tuple[str, ...]]:
+    """Sorted ids in chunks of at most ``size`` (Graph's limit for ``id eq`` filters on groups)."""
+    ordered = sorted(set(ids))
+    return [tuple(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Accumulator:
+    def add(self, items: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class _UserAcc(_Accumulator):
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    def add(self, items: list[Any]) -> None:
+        for obj in items:
+            if not isinstance(obj, dict) or "id" not in obj:
+                continue
+            seen = self.objects.setdefault(str(obj["id"]), {})
+            if "@removed" not in obj:
+                seen.pop("@removed", None)
+            seen.update(obj)
+
+
+class _GroupAcc(_Accumulator):
+    def __init__(self) -> None:
+        self.names: dict[str, str | None] = {}
+        self.deleted: dict[str, bool] = {}
+        self.members: dict[str, dict[str, bool]] = {}
+
+    def add(self, items: list[Any]) -> None:
+        for obj in items:
+            if not isinstance(obj, dict) or "id" not in obj:
+                continue
+            gid = str(obj["id"])
+            self.names.setdefault(gid, None)
+            members = self.members.setdefault(gid, {})
+            self.deleted[gid] = removed_state(obj) != "present"
+            if obj.get("displayName") is not None:
+                self.names[gid] = str(obj["displayName"])
+            for member in obj.get("members@delta") or ():
+                if isinstance(member, Mapping) and "id" in member and _is_user(member):
+                    # A later page wins for the same member: Graph documents no order, pages are our best one.
+                    members[str(member["id"])] = "@removed" not in member
+
+    def result(self) -> dict[str, GroupChange]:
+        return {
+            gid: GroupChange(
+                display_name=self.names[gid],
+                deleted=self.deleted.get(gid, False),
+                added_member_ids=frozenset(m for m, added in members.items() if added),
+                removed_member_ids=frozenset(m for m, added in members.items() if not added),
+            )
+            for gid, members in self.members.items()
+        }
+
+
+class GraphReader:
+    """Reads from Graph what the mapping needs; keeps delta links in ``store`` meta.
+
+    ``page_size`` is the ``$top`` of member listings (Graph allows up to 999).
+    """
+
+    def __init__(self, client: GraphClient, settings: Settings, store: Store, *, page_size: int = PAGE_SIZE) -> None:
+        self.client = client
+        self.page_size = page_size
+        self.settings = settings
+        self.store = store
+        self.cost_center_source = settings.attributes.cost_center
+        extra = settings.attributes.cost_center_select
+        fields = list(USER_FIELDS)
+        if extra and extra not in fields:
+            fields.append(extra)
+        self.user_select = ",".join(fields)
+
+    # single reads -------------------------------------------------------------------------------
+    async def get_user(self, user_id: str) -> EntraUser | None:
+        """The user as Graph holds it now, or None when Graph answers 404 (soft-deleted or gone)."""
+        try:
+            obj = await self.client.get_json(
+                f"users/{quote(user_id, safe='')}", {"$select": self.user_select}, operation="get_user"
+            )
+        except NotFoundError:
+            return None
+        return parse_user(obj, self.cost_center_source)
+
+    async def get_group(self, group_id: str) -> EntraGroup | None:
+        """The group's id and displayName, or None when Graph answers 404."""
+        try:
+            obj = await self.client.get_json(
+                f"groups/{quote(group_id, safe='')}", {"$select": "id,displayName"}, operation="get_group"
+            )
+        except NotFoundError:
+            return None
+        return EntraGroup(id=str(obj.get("id", group_id)), display_name=obj.get("displayName") or "")
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """Ids of the users that are direct members of the group (all pages). 404 raises NotFoundError."""
+        out: set[str] = set()
+        url: str | None = f"groups/{quote(group_id, safe='')}/members"
+        params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
+        while url:
+            page = await self.client.get_json(url, params, operation="group_members")
+            out.update(str(m["id"]) for m in page.get("value", ()) if isinstance(m, dict) and "id" in m and _is_user(m))
+            url, params = page.get("@odata.nextLink"), None
+        return out
+
+    async def user_group_ids(self, user_id: str, scope: Iterable[str] | None = None) -> frozenset[str]:
+        """Ids of the groups (in ``scope``, default the configured groups) the user is a direct member of.
+
+        Answers an empty set when Graph answers 404 for the user.
+        """
+        wanted = frozenset(scope) if scope is not None else self.settings.group_ids
+        out: set[str] = set()
+        url: str | None = f"users/{quote(user_id, safe='')}/memberOf"
+        params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
+        try:
+            while url:
+                page = await self.client.get_json(url, params, operation="user_member_of")
+                out.update(str(g["id"]) for g in page.get("value", ()) if isinstance(g, dict) and "id" in g)
+                url, params = page.get("@odata.nextLink"), None
+        except NotFoundError:
+            return frozenset()
+        return frozenset(out & wanted)
+
+    # delta ----------------------------------------------------------------------------------------
+    @property
+    def users_delta_key(self) -> str:
+        """Store meta key of the users deltaLink (bound to the ``$select``, so a new mapping starts over)."""
+        return f"delta:users:{_digest(self.user_select)}"
+
+    def groups_delta_key(self, group_ids: Iterable[str]) -> str:
+        """Store meta key of the deltaLink for one chunk of group ids."""
+        return f"delta:groups:{_digest(GROUP_DELTA_SELECT + '|' + ','.join(sorted(group_ids)))}"
+
+    def _users_start(self) -> tuple[str, dict[str, str]]:
+        return "users/delta", {"$select": self.user_select}
+
+    @staticmethod
+    def _groups_start(chunk: Iterable[str]) -> tuple[str, dict[str, str]]:
+        flt = " or ".join(f"id eq '{gid}'" for gid in chunk)
+        return "groups/delta", {"$select": GROUP_DELTA_SELECT, "$filter": flt}
+
+    async def _pages(self, url: str, params: Mapping[str, str] | None, acc: _Accumulator, operation: str) -> str:
+        """Follow nextLinks from ``url`` to the end; feed each page to ``acc``; return the deltaLink."""
+        next_url: str | None = url
+        next_params = params
+        while next_url:
+            page = await self.client.get_json(next_url, next_params, operation=operation)
+            items = page.get("value")
+            acc.add(items if isinstance(items, list) else [])
+            delta_link = page.get("@odata.deltaLink")
+            if delta_link:
+                return str(delta_link)
+            next_url, next_params = page.get("@odata.nextLink"), None
+        raise DeltaTokenExpired(f"Graph {operation}: a page had neither @odata.nextLink nor @odata.deltaLink")
+
+    async def _round(
+        self, key: str, start: tuple[str, dict[str, str]], new_acc: Callable[[], A], operation: str
+    ) -> tuple[A, bool]:
+        """One delta round for ``key``: resume from its stored link, or start over when there is none or it expired."""
+        link = await self.store.get_meta(key)
+        if link:
+            acc = new_acc()
+            try:
+                delta_link = await self._pages(link, None, acc, operation)
+            except DeltaTokenExpired:
+                await self.store.set_meta(key, None)
+            else:
+                await self.store.set_meta(key, delta_link)
+                return acc, False
+        acc = new_acc()
+        delta_link = await self._pages(start[0], start[1], acc, operation)
+        await self.store.set_meta(key, delta_link)
+        return acc, True
+
+    async def users_delta(self) -> UsersDelta:
+        """Changed users since the stored deltaLink (or all users on a full sync), each id once."""
+        acc, full = await self._round(self.users_delta_key, self._users_start(), _UserAcc, "users_delta")
+        users = [parse_user(obj, self.cost_center_source) for obj in acc.objects.values()]
+        return UsersDelta(users=users, full=full)
+
+    async def groups_delta(self, group_ids: Iterable[str] | None = None) -> GroupsDelta:
+        """Changes of the groups in scope (default: the configured ones), in chunks of at most 50 ids."""
+        ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
+        merged: dict[str, GroupChange] = {}
+        any_full = False
+        for chunk in chunks(ids):
+            acc, full = await self._round(self.groups_delta_key(chunk), self._groups_start(chunk), _GroupAcc, "groups_delta")
+            any_full = any_full or full
+            merged.update((gid, change) for gid, change in acc.result().items() if gid in ids)
+        return GroupsDelta(groups=merged, full=any_full)
+
+    async def _latest(self, key: str, start: tuple[str, dict[str, str]], operation: str) -> None:
+        params = dict(start[1])
+        params["$deltatoken"] = "latest"
+        link = await self._pages(start[0], params, _UserAcc(), operation)
+        await self.store.set_meta(key, link)
+
+    async def users_delta_from_now(self) -> None:
+        """Store a users deltaLink for "from now" (``$deltatoken=latest``), skipping the initial pages."""
+        await self._latest(self.users_delta_key, self._users_start(), "users_delta")
+
+    async def groups_delta_from_now(self, group_ids: Iterable[str] | None = None) -> None:
+        """Store groups deltaLinks for "from now" for every chunk of the groups in scope."""
+        ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
+        for chunk in chunks(ids):
+            await self._latest(self.groups_delta_key(chunk), self._groups_start(chunk), "groups_delta")

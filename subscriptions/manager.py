@@ -1,0 +1,486 @@
+"""The life of our Graph subscriptions: create or adopt, renew, reauthorize, recreate, delete.
+
+We own exactly two subscriptions, ``users`` and ``groups``, whatever the number of groups in scope:
+the quota for users and groups is 100 subscriptions per app and tenant, and one ``groups/{id}`` per
+group would hit it with a hundred groups in scope (and cost a create and renewals per group).
+Notifications about groups out of scope are cheap to drop in the intake and engine.
+
+Records live in the store (:class:`~reactor.store.base.SubscriptionRecord`), so they survive a
+restart and the intake can check each notification's ``clientState`` against them. A subscription
+found on Graph for our ``notificationUrl`` and resource but not in our store (a lost store, a crash
+between create and save) is adopted by deleting it and creating it again: its ``clientState`` is not
+ours (we cannot know how strong it is, Graph need not return it, and PATCH cannot be relied on to
+change it), and the intake would drop every notification it carries. Whenever changes may have
+been missed (a subscription gone, recreated or adopted, a ``missed`` lifecycle event) ``on_gap`` is
+called with the reason, so the owner runs a reconcile.
+
+Failures never escape :meth:`SubscriptionManager.ensure` or :meth:`SubscriptionManager.tick`: the
+reason is kept per resource (see :meth:`SubscriptionManager.status`) and the attempt is repeated
+with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote
+
+from reactor.config import Settings
+from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
+from reactor.graph.client import GraphClient
+from reactor.store.base import Store, SubscriptionRecord
+from subscriptions.status import ResourceStatus, SubscriptionsStatus, publish
+from subscriptions.times import parse_iso, to_iso
+
+log = logging.getLogger(__name__)
+
+CHANGE_TYPE = "updated,deleted"
+RESOURCES: tuple[str, ...] = ("users", "groups")
+REAUTHORIZE_QUIET_SECONDS = 600.0
+"""Graph: reauthorize or renew, not both within 10 minutes."""
+
+OnGap = Callable[[str], Awaitable[None]]
+
+
+def new_client_state() -> str:
+    """A random clientState: 32 random bytes (256 bits), 43 URL-safe characters (Graph allows 128)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str = ""
+    last_verified_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Jittered exponential backoff for creation and renewal attempts that failed."""
+
+    base: float = 30.0
+    maximum: float = 900.0
+
+    def delay(self, failures: int) -> float:
+        ceiling = min(self.maximum, self.base * 2 ** max(0, failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass
+class SubscriptionManager:
+    """Owns the ``users`` and ``groups`` subscriptions of this reactor.
+
+    Call :meth:`load` once (reads the store), then :meth:`ensure` at start; the renewal loop
+    (:func:`subscriptions.renewal.run_renewal`) calls :meth:`tick`; the lifecycle handler calls
+    :meth:`reauthorize`, :meth:`recreate` and :meth:`gap`. ``on_gap`` must not call back into the
+    manager (it runs under the manager's lock): it should schedule a reconcile and return.
+    """
+
+    client: GraphClient
+    store: Store
+    settings: Settings
+    clock: Callable[[], float] = time.time
+    on_gap: OnGap | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    verify_interval: float = 3600.0
+    """How often a live subscription is read back from Graph (a silent removal is found then)."""
+    expiry_warning: float = 600.0
+    """A subscription this close to expiry makes :meth:`status` degraded."""
+    client_state_factory: Callable[[], str] = new_client_state
+    _records: dict[str, SubscriptionRecord] = field(default_factory=dict, init=False)
+    _health: dict[str, _Health] = field(default_factory=dict, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    # configuration ----------------------------------------------------------------------------------
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The resources we subscribe to (none when subscriptions are disabled)."""
+        return RESOURCES if self.settings.subscriptions.enabled else ()
+
+    @property
+    def notification_url(self) -> str:
+        return self.settings.server.notification_url
+
+    @property
+    def lifecycle_url(self) -> str:
+        return self.settings.server.lifecycle_url
+
+    def _requested_expiry(self) -> float:
+        return self.clock() + self.settings.subscriptions.lifetime_minutes * 60.0
+
+    def _current(self, record: SubscriptionRecord) -> bool:
+        return (
+            record.notification_url == self.notification_url
+            and record.lifecycle_url == self.lifecycle_url
+            and record.change_type == CHANGE_TYPE
+        )
+
+    def health(self, resource: str) -> _Health:
+        return self._health.setdefault(resource, _Health())
+
+    # records ----------------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Read our records from the store (the newest per resource wins; older duplicates are deleted)."""
+        self._records.clear()
+        stale: list[SubscriptionRecord] = []
+        for record in sorted(await self.store.subscriptions(), key=lambda r: max(r.created_at, r.last_renewed_at)):
+            previous = self._records.get(record.resource)
+            if previous is not None:
+                stale.append(previous)
+            self._records[record.resource] = record
+        for record in stale:
+            await self._delete_remote(record.id)
+            await self.store.delete_subscription(record.id)
+
+    def record(self, resource: str) -> SubscriptionRecord | None:
+        """Our record for ``resource``, if any."""
+        return self._records.get(resource)
+
+    def record_by_id(self, subscription_id: str) -> SubscriptionRecord | None:
+        """Our record with this subscription id, if any."""
+        for record in self._records.values():
+            if record.id == subscription_id:
+                return record
+        return None
+
+    async def _save(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        await self.store.save_subscription(record)
+        self._records[record.resource] = record
+        return record
+
+    async def _forget(self, record: SubscriptionRecord) -> None:
+        await self.store.delete_subscription(record.id)
+        if self._records.get(record.resource) == record:
+            del self._records[record.resource]
+
+    async def gap(self, reason: str) -> None:
+        """Changes may have been missed: tell the owner (it runs a reconcile)."""
+        log.warning("subscriptions: possible gap in notifications: %s", reason)
+        if self.on_gap is not None:
+            await self.on_gap(reason)
+
+    # Graph ------------------------------------------------------------------------------------------
+    async def _delete_remote(self, subscription_id: str) -> bool:
+        """Delete a subscription on Graph; False when it was already gone."""
+        try:
+            await self.client.delete(f"subscriptions/{quote(subscription_id, safe='')}", operation="subscription_delete")
+        except NotFoundError:
+            return False
+        return True
+
+    async def remote_subscriptions(self) -> list[dict[str, Any]]:
+        """Every subscription of this app on Graph (all pages), ours and foreign."""
+        out: list[dict[str, Any]] = []
+        url: str | None = "subscriptions"
+        while url:
+            page = await self.client.get_json(url, operation="subscription_list")
+            out.extend(s for s in page.get("value", ()) if isinstance(s, dict))
+            url = page.get("@odata.nextLink")
+        return out
+
+    def _ours_on_graph(self, remote: dict[str, Any], resource: str) -> bool:
+        return (
+            str(remote.get("resource", "")).strip("/").lower() == resource
+            and remote.get("notificationUrl") == self.notification_url
+        )
+
+    def _record_from(self, remote: dict[str, Any], resource: str, client_state: str, now: float) -> SubscriptionRecord:
+        raw = remote.get("expirationDateTime")
+        return SubscriptionRecord(
+            id=str(remote["id"]),
+            resource=resource,
+            change_type=CHANGE_TYPE,
+            notification_url=self.notification_url,
+            lifecycle_url=self.lifecycle_url,
+            client_state=client_state,
+            expires_at=parse_iso(raw) if isinstance(raw, str) else self._requested_expiry(),
+            created_at=now,
+        )
+
+    async def _post(self, resource: str, client_state: str) -> dict[str, Any]:
+        body = {
+            "changeType": CHANGE_TYPE,
+            "notificationUrl": self.notification_url,
+            "lifecycleNotificationUrl": self.lifecycle_url,
+            "resource": resource,
+            "expirationDateTime": to_iso(self._requested_expiry()),
+            "clientState": client_state,
+        }
+        return await self.client.post_json("subscriptions", body, operation="subscription_create")
+
+    async def _adopt_existing(self, resource: str) -> bool:
+        """Delete subscriptions on Graph for our URL and ``resource`` that are not in our store; True if any."""
+        adopted = False
+        for remote in await self.remote_subscriptions():
+            if self._ours_on_graph(remote, resource) and self.record_by_id(str(remote.get("id"))) is None:
+                log.info("subscriptions: adopting %s (%s) by creating it again", remote.get("id"), resource)
+                await self._delete_remote(str(remote["id"]))
+                adopted = True
+        return adopted
+
+    async def _create(self, resource: str) -> SubscriptionRecord:
+        """Create the subscription for ``resource``, adopting one of ours found on Graph; never duplicates."""
+        if not self.settings.server.public_url:
+            raise PermanentError("server.public_url is not set: Graph has nowhere to deliver notifications")
+        adopted = await self._adopt_existing(resource)
+        client_state = self.client_state_factory()
+        now = self.clock()
+        try:
+            created = await self._post(resource, client_state)
+        except ConflictError:
+            # Another instance created it between our listing and our POST, or the listing missed it.
+            if not await self._adopt_existing(resource):
+                raise PermanentError(
+                    f"Graph has a subscription to {resource} for another notificationUrl (409); "
+                    "delete it or use another app registration"
+                ) from None
+            adopted = True
+            created = await self._post(resource, client_state)
+        except TransientError:
+            # The POST may have been applied before the failure: look before anyone tries again.
+            for remote in await self.remote_subscriptions():
+                if self._ours_on_graph(remote, resource) and remote.get("clientState") == client_state:
+                    created = remote
+                    break
+            else:
+                raise
+        record = await self._save(self._record_from(created, resource, client_state, now))
+        self.health(resource).last_verified_at = now
+        log.info("subscriptions: %s subscribed as %s until %s", resource, record.id, to_iso(record.expires_at))
+        if adopted:
+            await self.gap(f"adopted the {resource} subscription by creating it again")
+        return record
+
+    async def _replace_gone(self, record: SubscriptionRecord, why: str) -> SubscriptionRecord:
+        await self._forget(record)
+        new = await self._create(record.resource)
+        await self.gap(f"{record.resource} subscription {record.id} {why}; created {new.id}")
+        return new
+
+    def lifetime(self, record: SubscriptionRecord) -> float:
+        """The lifetime Graph granted at the last create or renewal."""
+        return record.expires_at - max(record.created_at, record.last_renewed_at)
+
+    def renew_at(self, record: SubscriptionRecord) -> float:
+        """When ``record`` becomes due: less than ``renew_when_remaining_share`` of its lifetime left."""
+        return record.expires_at - self.settings.subscriptions.renew_when_remaining_share * self.lifetime(record)
+
+    async def _renew(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        now = self.clock()
+        try:
+            live = await self.client.patch_json(
+                f"subscriptions/{quote(record.id, safe='')}",
+                {"expirationDateTime": to_iso(self._requested_expiry())},
+                operation="subscription_renew",
+            )
+        except NotFoundError:
+            return await self._replace_gone(record, "was gone at renewal (404)")
+        raw = live.get("expirationDateTime")
+        expires_at = parse_iso(raw) if isinstance(raw, str) else self._requested_expiry()
+        self.health(record.resource).last_verified_at = now
+        return await self._save(replace(record, expires_at=expires_at, last_renewed_at=now))
+
+    async def _verify(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        """Read the subscription back from Graph; recreate it when it is gone."""
+        now = self.clock()
+        try:
+            live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+        except NotFoundError:
+            return await self._replace_gone(record, "was gone (404)")
+        self.health(record.resource).last_verified_at = now
+        raw = live.get("expirationDateTime")
+        if isinstance(raw, str) and parse_iso(raw) != record.expires_at:
+            record = await self._save(replace(record, expires_at=parse_iso(raw)))
+        return record
+
+    async def _ensure_one(self, resource: str, *, force_renew: bool = False) -> SubscriptionRecord:
+        record = self._records.get(resource)
+        if record is not None and (not self._current(record) or record.expires_at <= self.clock()):
+            # The configuration changed (URLs cannot be PATCHed) or it expired unrenewed: replace it.
+            await self._delete_remote(record.id)
+            return await self._replace_gone(record, "expired or no longer matches the configuration")
+        if record is None:
+            return await self._create(resource)
+        if self.clock() - self.health(resource).last_verified_at >= self.verify_interval:
+            record = await self._verify(record)
+        if force_renew or self.clock() >= self.renew_at(record):
+            record = await self._renew(record)
+        return record
+
+    async def _attempt(self, resource: str, *, force_renew: bool = False) -> None:
+        health = self.health(resource)
+        try:
+            await self._ensure_one(resource, force_renew=force_renew)
+        except ReactorError as exc:
+            health.failures += 1
+            health.last_error = str(exc)
+            health.next_attempt_at = self.clock() + self.backoff.delay(health.failures)
+            log.warning("subscriptions: %s: %s (attempt %d failed)", resource, exc, health.failures)
+        else:
+            health.failures = 0
+            health.last_error = ""
+            health.next_attempt_at = 0.0
+
+    # public operations ------------------------------------------------------------------------------
+    async def ensure(self) -> SubscriptionsStatus:
+        """Create, adopt or renew what is missing or due, now (no backoff wait); never raises for Graph errors."""
+        async with self._lock:
+            for resource in self.resources:
+                await self._attempt(resource)
+        return self.status()
+
+    async def renew_all(self) -> SubscriptionsStatus:
+        """Renew every subscription now, due or not (creating missing ones)."""
+        async with self._lock:
+            for resource in self.resources:
+                await self._attempt(resource, force_renew=True)
+        return self.status()
+
+    async def tick(self) -> float:
+        """One pass of the renewal loop: act on what is due; return seconds until the next pass is needed."""
+        async with self._lock:
+            for resource in self.resources:
+                if self.clock() >= self.health(resource).next_attempt_at:
+                    await self._attempt(resource)
+            self.status()
+        return self.next_due() - self.clock()
+
+    def next_due(self) -> float:
+        """The earliest moment something needs doing (a renewal, a verification or a retry)."""
+        moments: list[float] = []
+        for resource in self.resources:
+            health = self.health(resource)
+            record = self._records.get(resource)
+            if health.failures or record is None:
+                moments.append(health.next_attempt_at)
+            else:
+                moments.append(min(self.renew_at(record), health.last_verified_at + self.verify_interval))
+        return min(moments, default=self.clock() + self.verify_interval)
+
+    async def reauthorize(self, subscription_id: str) -> str:
+        """Answer ``reauthorizationRequired``: renew when due, else reauthorize; neither when one was done
+        within 10 minutes. Returns what was done."""
+        async with self._lock:
+            record = self.record_by_id(subscription_id)
+            if record is None:
+                return "ignored: not our subscription"
+            now = self.clock()
+            if now - max(record.last_renewed_at, record.last_reauthorized_at, record.created_at) < REAUTHORIZE_QUIET_SECONDS:
+                return "skipped: created, renewed or reauthorized within 10 minutes"
+            if now >= self.renew_at(record):
+                await self._renew(record)
+                return "renewed"
+            try:
+                await self.client.post_json(
+                    f"subscriptions/{quote(record.id, safe='')}/reauthorize", operation="subscription_reauthorize", retry=True
+                )
+            except NotFoundError:
+                await self._replace_gone(record, "was gone at reauthorization (404)")
+                return "recreated"
+            await self._save(replace(record, last_reauthorized_at=now))
+            return "reauthorized"
+
+    async def recreate(self, subscription_id: str, reason: str) -> str:
+        """Answer ``subscriptionRemoved``: create the subscription again and report the gap."""
+        async with self._lock:
+            record = self.record_by_id(subscription_id)
+            if record is None:
+                return "ignored: not our subscription"
+            await self._delete_remote(record.id)
+            try:
+                await self._replace_gone(record, reason)
+            except ReactorError as exc:
+                health = self.health(record.resource)
+                health.failures += 1
+                health.last_error = str(exc)
+                health.next_attempt_at = self.clock() + self.backoff.delay(health.failures)
+                await self.gap(f"{record.resource} subscription {record.id} {reason}; creating it again failed")
+                return f"recreate failed: {exc}"
+            return "recreated"
+
+    async def delete_all(self) -> list[str]:
+        """Delete our subscriptions (those in our store) on Graph and in the store; foreign ones stay."""
+        async with self._lock:
+            deleted: list[str] = []
+            for record in await self.store.subscriptions():
+                await self._delete_remote(record.id)
+                await self.store.delete_subscription(record.id)
+                self._records.pop(record.resource, None)
+                deleted.append(record.id)
+            return deleted
+
+    async def list_state(self) -> list[dict[str, Any]]:
+        """Our records with their live state on Graph (for ``reactor subscriptions list``)."""
+        now = self.clock()
+        rows: list[dict[str, Any]] = []
+        for record in await self.store.subscriptions():
+            row: dict[str, Any] = {
+                "id": record.id,
+                "resource": record.resource,
+                "changeType": record.change_type,
+                "notificationUrl": record.notification_url,
+                "lifecycleNotificationUrl": record.lifecycle_url,
+                "expirationDateTime": to_iso(record.expires_at),
+                "secondsToExpiry": round(record.expires_at - now, 1),
+                "renewAt": to_iso(self.renew_at(record)),
+            }
+            try:
+                live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+            except NotFoundError:
+                row["live"] = False
+            except ReactorError as exc:
+                row["live"] = None
+                row["error"] = str(exc)
+            else:
+                row["live"] = True
+                row["liveExpirationDateTime"] = live.get("expirationDateTime")
+            rows.append(row)
+        return rows
+
+    def status(self) -> SubscriptionsStatus:
+        """Per resource: subscription id, seconds to expiry and a degraded reason; updates the gauges."""
+        now = self.clock()
+        items: list[ResourceStatus] = []
+        for resource in self.resources:
+            record = self._records.get(resource)
+            health = self.health(resource)
+            reason = ""
+            remaining: float | None = None
+            if record is None:
+                reason = f"no subscription: {health.last_error}" if health.last_error else "no subscription yet"
+            else:
+                remaining = record.expires_at - now
+                if remaining <= 0:
+                    reason = "expired" + (f": {health.last_error}" if health.last_error else "")
+                elif remaining < self.expiry_warning:
+                    reason = f"expires in {int(remaining)} s" + (f": {health.last_error}" if health.last_error else "")
+            items.append(
+                ResourceStatus(
+                    resource=resource,
+                    subscription_id=record.id if record else None,
+                    expires_at=record.expires_at if record else None,
+                    seconds_to_expiry=remaining,
+                    degraded=reason or None,
+                    last_error=health.last_error or None,
+                    failures=health.failures,
+                )
+            )
+        status = SubscriptionsStatus(items)
+        publish(status)
+        return status
+
+
+def verify_client_state(record: SubscriptionRecord, client_state: object) -> bool:
+    """Constant-time check of a notification's ``clientState`` against our record."""
+    return isinstance(client_state, str) and hmac.compare_digest(client_state.encode(), record.client_state.encode())
+
+
+__all__: Sequence[str] = ("CHANGE_TYPE", "RESOURCES", "Backoff", "SubscriptionManager", "new_client_state", "verify_client_state")

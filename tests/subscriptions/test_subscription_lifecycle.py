@@ -1,0 +1,100 @@
+"""Lifecycle notifications, delivered by the simulator to a real receiver, then handled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from servers import poll_until
+
+from reactor.graphsim import GraphSimulator
+from subscriptions.lifecycle import handle_lifecycle
+from subscriptions.manager import SubscriptionManager
+
+Factory = Callable[..., SubscriptionManager]
+
+
+async def _ready(make_manager: Factory) -> SubscriptionManager:
+    manager = make_manager()
+    await manager.load()
+    assert (await manager.ensure()).ok
+    return manager
+
+
+async def _deliver(sim: GraphSimulator, receiver: Any, sub_id: str, event: str) -> dict[str, Any]:
+    assert await sim.send_lifecycle(sub_id, event)
+    await poll_until(lambda: any(i.get("lifecycleEvent") == event for i in receiver.items["lifecycle"]))
+    item: dict[str, Any] = next(i for i in receiver.items["lifecycle"] if i.get("lifecycleEvent") == event)
+    return item
+
+
+async def test_reauthorization_required_reauthorizes(
+    sim: GraphSimulator, make_manager: Factory, receiver: Any, clock: Any
+) -> None:
+    manager = await _ready(make_manager)
+    users = manager.record("users")
+    assert users is not None
+    clock.advance(11 * 60)
+    item = await _deliver(sim, receiver, users.id, "reauthorizationRequired")
+    assert await handle_lifecycle(manager, item) == "reauthorized"
+    assert sim.calls["reauthorize"] == 1
+    assert manager.record("users").last_reauthorized_at == clock.now  # type: ignore[union-attr]
+    # a second request within 10 minutes does nothing (never reauthorize and renew within 10 minutes)
+    clock.advance(60)
+    assert (await handle_lifecycle(manager, item)).startswith("skipped")
+    assert sim.calls["reauthorize"] == 1 and sim.calls["renew_subscription"] == 0
+
+
+async def test_reauthorization_required_renews_when_renewal_is_due(
+    sim: GraphSimulator, make_manager: Factory, receiver: Any, clock: Any
+) -> None:
+    manager = await _ready(make_manager)
+    users = manager.record("users")
+    assert users is not None
+    clock.advance(manager.renew_at(users) - clock.now + 1)
+    item = await _deliver(sim, receiver, users.id, "reauthorizationRequired")
+    assert await handle_lifecycle(manager, item) == "renewed"
+    assert sim.calls["renew_subscription"] == 1 and sim.calls["reauthorize"] == 0
+
+
+async def test_reauthorization_right_after_creation_is_skipped(sim: GraphSimulator, make_manager: Factory, receiver: Any) -> None:
+    manager = await _ready(make_manager)
+    groups = manager.record("groups")
+    assert groups is not None
+    item = await _deliver(sim, receiver, groups.id, "reauthorizationRequired")
+    assert (await handle_lifecycle(manager, item)).startswith("skipped")
+    assert sim.calls["reauthorize"] == 0
+
+
+async def test_subscription_removed_creates_again_and_reports_the_gap(
+    sim: GraphSimulator, make_manager: Factory, receiver: Any, gaps: list[str]
+) -> None:
+    manager = await _ready(make_manager)
+    old = manager.record("groups")
+    assert old is not None
+    item = await _deliver(sim, receiver, old.id, "subscriptionRemoved")
+    assert await handle_lifecycle(manager, item) == "recreated"
+    new = manager.record("groups")
+    assert new is not None and new.id != old.id and new.id in sim.subscriptions
+    assert old.id not in sim.subscriptions
+    assert len(gaps) == 1 and old.id in gaps[0]
+
+
+async def test_missed_asks_for_a_reconcile(sim: GraphSimulator, make_manager: Factory, receiver: Any, gaps: list[str]) -> None:
+    manager = await _ready(make_manager)
+    users = manager.record("users")
+    assert users is not None
+    item = await _deliver(sim, receiver, users.id, "missed")
+    assert await handle_lifecycle(manager, item) == "reconcile requested"
+    assert len(gaps) == 1 and "missed" in gaps[0]
+
+
+async def test_foreign_or_forged_items_are_ignored(make_manager: Factory, gaps: list[str]) -> None:
+    manager = await _ready(make_manager)
+    users = manager.record("users")
+    assert users is not None
+    unknown = {"subscriptionId": "nope", "lifecycleEvent": "missed", "clientState": "x"}
+    forged = {"subscriptionId": users.id, "lifecycleEvent": "subscriptionRemoved", "clientState": "guess"}
+    assert (await handle_lifecycle(manager, unknown)).startswith("ignored")
+    assert (await handle_lifecycle(manager, forged)).startswith("ignored")
+    assert gaps == []
