@@ -60,6 +60,8 @@ class _Health:
     next_attempt_at: float = 0.0
     last_error: str = ""
     last_verified_at: float = 0.0
+    gap_reason: str = ""
+    """Why changes may have been missed; reported through ``on_gap`` once a subscription is live again."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class SubscriptionManager:
     client_state_factory: Callable[[], str] = new_client_state
     _records: dict[str, SubscriptionRecord] = field(default_factory=dict, init=False)
     _health: dict[str, _Health] = field(default_factory=dict, init=False)
+    _stale: list[SubscriptionRecord] = field(default_factory=list, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     # configuration ----------------------------------------------------------------------------------
@@ -128,17 +131,25 @@ class SubscriptionManager:
 
     # records ----------------------------------------------------------------------------------------
     async def load(self) -> None:
-        """Read our records from the store (the newest per resource wins; older duplicates are deleted)."""
+        """Read our records from the store (no Graph call). Of two records for one resource the newest
+        wins; the older one is deleted on Graph and in the store by the next :meth:`tick`."""
         self._records.clear()
-        stale: list[SubscriptionRecord] = []
+        self._stale.clear()
         for record in sorted(await self.store.subscriptions(), key=lambda r: max(r.created_at, r.last_renewed_at)):
             previous = self._records.get(record.resource)
             if previous is not None:
-                stale.append(previous)
+                self._stale.append(previous)
             self._records[record.resource] = record
-        for record in stale:
-            await self._delete_remote(record.id)
-            await self.store.delete_subscription(record.id)
+
+    async def _drop_stale(self) -> None:
+        for record in list(self._stale):
+            try:
+                await self._delete_remote(record.id)
+                await self.store.delete_subscription(record.id)
+            except ReactorError as exc:
+                log.warning("subscriptions: could not delete duplicate %s yet: %s", record.id, exc)
+            else:
+                self._stale.remove(record)
 
     def record(self, resource: str) -> SubscriptionRecord | None:
         """Our record for ``resource``, if any."""
@@ -220,7 +231,11 @@ class SubscriptionManager:
         """Delete subscriptions on Graph for our URL and ``resource`` that are not in our store; True if any."""
         adopted = False
         for remote in await self.remote_subscriptions():
-            if self._ours_on_graph(remote, resource) and self.record_by_id(str(remote.get("id"))) is None:
+            if (
+                self._ours_on_graph(remote, resource)
+                and self.record_by_id(str(remote.get("id"))) is None
+                and not any(r.id == remote.get("id") for r in self._stale)
+            ):
                 log.info("subscriptions: adopting %s (%s) by creating it again", remote.get("id"), resource)
                 await self._delete_remote(str(remote["id"]))
                 adopted = True
@@ -253,17 +268,23 @@ class SubscriptionManager:
             else:
                 raise
         record = await self._save(self._record_from(created, resource, client_state, now))
-        self.health(resource).last_verified_at = now
+        health = self.health(resource)
+        health.last_verified_at = now
         log.info("subscriptions: %s subscribed as %s until %s", resource, record.id, to_iso(record.expires_at))
-        if adopted:
-            await self.gap(f"adopted the {resource} subscription by creating it again")
+        if adopted and not health.gap_reason:
+            health.gap_reason = f"adopted the {resource} subscription by creating it again"
+        if health.gap_reason:
+            # Only now: a reconcile started before the new subscription is live could miss changes again.
+            reason, health.gap_reason = health.gap_reason, ""
+            await self.gap(f"{reason}; created {record.id}")
         return record
 
     async def _replace_gone(self, record: SubscriptionRecord, why: str) -> SubscriptionRecord:
+        """Forget ``record`` and create the subscription again; the gap is reported once that succeeded
+        (if creating fails, by the later attempt that succeeds)."""
+        self.health(record.resource).gap_reason = f"{record.resource} subscription {record.id} {why}"
         await self._forget(record)
-        new = await self._create(record.resource)
-        await self.gap(f"{record.resource} subscription {record.id} {why}; created {new.id}")
-        return new
+        return await self._create(record.resource)
 
     def lifetime(self, record: SubscriptionRecord) -> float:
         """The lifetime Graph granted at the last create or renewal."""
@@ -333,6 +354,7 @@ class SubscriptionManager:
     async def ensure(self) -> SubscriptionsStatus:
         """Create, adopt or renew what is missing or due, now (no backoff wait); never raises for Graph errors."""
         async with self._lock:
+            await self._drop_stale()
             for resource in self.resources:
                 await self._attempt(resource)
         return self.status()
@@ -340,6 +362,7 @@ class SubscriptionManager:
     async def renew_all(self) -> SubscriptionsStatus:
         """Renew every subscription now, due or not (creating missing ones)."""
         async with self._lock:
+            await self._drop_stale()
             for resource in self.resources:
                 await self._attempt(resource, force_renew=True)
         return self.status()
@@ -347,6 +370,7 @@ class SubscriptionManager:
     async def tick(self) -> float:
         """One pass of the renewal loop: act on what is due; return seconds until the next pass is needed."""
         async with self._lock:
+            await self._drop_stale()
             for resource in self.resources:
                 if self.clock() >= self.health(resource).next_attempt_at:
                     await self._attempt(resource)
@@ -394,16 +418,15 @@ class SubscriptionManager:
             record = self.record_by_id(subscription_id)
             if record is None:
                 return "ignored: not our subscription"
-            await self._delete_remote(record.id)
             try:
+                await self._delete_remote(record.id)
                 await self._replace_gone(record, reason)
             except ReactorError as exc:
                 health = self.health(record.resource)
                 health.failures += 1
                 health.last_error = str(exc)
                 health.next_attempt_at = self.clock() + self.backoff.delay(health.failures)
-                await self.gap(f"{record.resource} subscription {record.id} {reason}; creating it again failed")
-                return f"recreate failed: {exc}"
+                return f"recreate failed (retried by the renewal loop): {exc}"
             return "recreated"
 
     async def delete_all(self) -> list[str]:

@@ -39,7 +39,8 @@ A = TypeVar("A", bound="_Accumulator")
 
 
 class GroupChange(NamedTuple):
-    """What a groups delta round says about one group (merged across pages)."""
+    """What a groups delta round says about one group (merged across pages). ``deleted`` when Graph
+    reports it ``@removed`` (soft or permanent delete); ``display_name`` None when not reported."""
 
     display_name: str | None
     deleted: bool
@@ -57,7 +58,11 @@ class UsersDelta:
 
 @dataclass(frozen=True)
 class GroupsDelta:
-    """Groups in scope reported by one delta round, keyed by group id; ``full`` when any chunk started over."""
+    """Groups in scope reported by one delta round, keyed by group id.
+
+    With ``full`` every group in scope that exists is in ``groups`` with all its user members in
+    ``added_member_ids``; otherwise ``groups`` holds only the groups that changed.
+    """
 
     groups: dict[str, GroupChange]
     full: bool
@@ -301,15 +306,29 @@ class GraphReader:
         return UsersDelta(users=users, full=full)
 
     async def groups_delta(self, group_ids: Iterable[str] | None = None) -> GroupsDelta:
-        """Changes of the groups in scope (default: the configured ones), in chunks of at most 50 ids."""
+        """Changes of the groups in scope (default: the configured ones), in chunks of at most 50 ids.
+
+        ``full`` is all or nothing: when any chunk has no stored link or its link expired, every chunk
+        starts over, so that a full result is the whole state of every group in scope (a group in
+        scope missing from it does not exist).
+        """
         ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
+        parts = chunks(ids)
+        keys = [self.groups_delta_key(chunk) for chunk in parts]
+        full = not all([await self.store.get_meta(key) for key in keys])
+        if full:
+            for key in keys:
+                await self.store.set_meta(key, None)
         merged: dict[str, GroupChange] = {}
-        any_full = False
-        for chunk in chunks(ids):
-            acc, full = await self._round(self.groups_delta_key(chunk), self._groups_start(chunk), _GroupAcc, "groups_delta")
-            any_full = any_full or full
+        for chunk, key in zip(parts, keys, strict=True):
+            acc, chunk_full = await self._round(key, self._groups_start(chunk), _GroupAcc, "groups_delta")
+            if chunk_full and not full:
+                # This chunk's link expired while others were read incrementally: start all over.
+                for other in keys:
+                    await self.store.set_meta(other, None)
+                return await self.groups_delta(ids)
             merged.update((gid, change) for gid, change in acc.result().items() if gid in ids)
-        return GroupsDelta(groups=merged, full=any_full)
+        return GroupsDelta(groups=merged, full=full)
 
     async def _latest(self, key: str, start: tuple[str, dict[str, str]], operation: str) -> None:
         params = dict(start[1])

@@ -277,3 +277,22 @@ async def test_groups_delta_expired_token_resyncs_fully(sim: GraphSimulator, rea
     result = await reader.groups_delta()
     assert result.full
     assert result.groups[gid].added_member_ids == {uid}
+
+
+async def test_groups_delta_full_is_all_or_nothing(sim: GraphSimulator, reader_for: Reader, store: SQLiteStore) -> None:
+    groups = sorted(sim.add_group(display_name=f"G{i}") for i in range(60))
+    a, b = sim.add_user(user_principal_name="a@example.com"), sim.add_user(user_principal_name="b@example.com")
+    sim.add_member(groups[0], a)
+    sim.add_member(groups[55], b)
+    reader = reader_for(groups=tuple(groups))
+    await reader.groups_delta()
+    # the second chunk lost its link (say the configuration grew): the first must not stay incremental
+    await store.set_meta(reader.groups_delta_key(groups[50:]), None)
+    sim.add_member(groups[1], b)
+    result = await reader.groups_delta()
+    assert result.full
+    assert set(result.groups) == set(groups)
+    assert result.groups[groups[0]].added_member_ids == {a}
+    assert result.groups[groups[1]].added_member_ids == {b}
+    assert result.groups[groups[55]].added_member_ids == {b}
+    assert not (await reader.groups_delta()).full

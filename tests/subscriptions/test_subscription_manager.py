@@ -313,3 +313,45 @@ async def test_disabled_subscriptions_do_nothing(sim: GraphSimulator, make_manag
     await manager.load()
     assert (await manager.ensure()).ok
     assert sim.calls["create_subscription"] == 0
+
+
+async def test_the_gap_is_reported_once_the_subscription_is_live_again(
+    sim: GraphSimulator, make_manager: Factory, receiver: Any, clock: Any, gaps: list[str]
+) -> None:
+    sim.subscription_lifetime_cap = timedelta(hours=2)
+    manager = make_manager()
+    await manager.load()
+    await manager.ensure()
+    old = manager.record("users")
+    assert old is not None
+    sim.remove_subscription(old.id, notify=False)
+    receiver.healthy = False
+    clock.advance(3601)
+    await manager.tick()
+    assert manager.record("users") is None
+    assert gaps == []  # a reconcile now could miss the changes until the subscription is back
+    status = manager.status().get("users")
+    assert status is not None and status.degraded and "validation" in status.degraded.lower()
+    receiver.healthy = True
+    clock.advance(61)
+    await manager.tick()
+    assert manager.status().ok
+    assert len(gaps) == 1 and old.id in gaps[0]
+
+
+async def test_a_duplicate_record_in_the_store_is_cleaned_up(
+    sim: GraphSimulator, make_manager: Factory, store: SQLiteStore, clock: Any
+) -> None:
+    first = make_manager()
+    await first.load()
+    await first.ensure()
+    current = first.record("users")
+    assert current is not None
+    older = replace(current, id="00000000-0000-0000-0000-0000000000aa", created_at=current.created_at - 100)
+    await store.save_subscription(older)
+    manager = make_manager()
+    await manager.load()
+    assert manager.record("users") == current
+    assert (await manager.ensure()).ok
+    assert {r.id for r in await store.subscriptions()} == {current.id, first.record("groups").id}  # type: ignore[union-attr]
+    assert sim.calls["create_subscription"] == 2
