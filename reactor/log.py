@@ -25,18 +25,30 @@ class _JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             return orjson.dumps(fields, default=str).decode()
-        return orjson.dumps(
-            {"ts": round(record.created, 3), "level": record.levelname.lower(), "event": record.getMessage()}
-        ).decode()
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "event": "log",
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
 
 
 def configure(level: str = "info", stream: Any = None) -> None:
-    """Send reactor log lines as JSON to ``stream`` (stderr by default)."""
+    """Send every log line (ours and the libraries') as JSON to ``stream`` (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_JsonFormatter())
-    _LOGGER.handlers[:] = [handler]
-    _LOGGER.setLevel(_LEVELS.get(level.lower(), logging.INFO))
-    _LOGGER.propagate = False
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
+    for noisy in ("azure", "httpx", "httpcore", "kiota", "msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _LOGGER.handlers[:] = []
+    _LOGGER.setLevel(logging.NOTSET)
+    _LOGGER.propagate = True
 
 
 def _clean(key: str, value: Any) -> Any:

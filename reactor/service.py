@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,7 +15,7 @@ from reactor.config import Settings
 from reactor.dispatcher import Dispatcher, Handler, WorkUnit
 from reactor.intake import ClientStates, Intake
 from reactor.metrics import DEAD_LETTERS, READY, REGISTRY
-from reactor.store.base import Store
+from reactor.store.base import JournalEntry, JournalItem, Store
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -40,6 +40,7 @@ class Service:
             store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit
         )
         self.components: list[Component] = []
+        self.closers: list[Callable[[], Awaitable[None]]] = []
         self.checks: dict[str, Check] = {
             "store": self._check_store,
             "workers": self._check_workers,
@@ -53,6 +54,21 @@ class Service:
 
     async def _unhandled(self, unit: WorkUnit) -> None:
         raise RuntimeError("no handler configured")
+
+    async def enqueue(self, items: Sequence[JournalItem]) -> None:
+        """Journal follow-up work durably and hand it to the dispatcher."""
+        if not items:
+            return
+        seqs = await self.store.append(items)
+        self.dispatcher.submit(
+            [
+                JournalEntry(
+                    seq=s, kind=i.kind, object_id=i.object_id, received_at=i.received_at, payload=i.payload,
+                    subscription_id=i.subscription_id, change_type=i.change_type,
+                )
+                for s, i in zip(seqs, items, strict=True)
+            ]
+        )
 
     def set_handler(self, handler: Handler) -> None:
         self.dispatcher.handler = handler
@@ -74,9 +90,16 @@ class Service:
             return
         self._started = False
         for c in reversed(self.components):
-            with contextlib.suppress(Exception):
+            try:
                 await c.stop()
+            except Exception as exc:
+                log.event("component_stop_failed", level="error", component=type(c).__name__, error=repr(exc))
         await self.dispatcher.stop()
+        for close in reversed(self.closers):
+            try:
+                await close()
+            except Exception as exc:
+                log.event("close_failed", level="error", error=repr(exc))
         await self.store.close()
         log.event("service_stopped")
 

@@ -127,6 +127,18 @@ class Store(Protocol):
 
     async def mappings(self, kind: Literal["user", "group"]) -> list[ObjectMapping]: ...
 
+    # Entra group memberships (what Graph said last, kept current by groups delta) ---------------
+    async def update_members(self, group_id: str, added: Sequence[str], removed: Sequence[str]) -> None: ...
+
+    async def replace_members(self, group_id: str, members: Sequence[str]) -> None: ...
+
+    async def members_of(self, group_id: str) -> set[str]: ...
+
+    async def groups_of(self, user_id: str) -> set[str]: ...
+
+    async def member_users(self) -> set[str]:
+        """Every user id that is a member of some group we track."""
+
     # dead letters -------------------------------------------------------------------------------
     async def add_dead_letter(
         self, kind: str, object_id: str, change: dict[str, Any], error: str, attempts: list[dict[str, Any]]

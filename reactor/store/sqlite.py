@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS mappings (
     updated_at REAL NOT NULL,
     PRIMARY KEY (kind, entra_id)
 );
+CREATE TABLE IF NOT EXISTS members (
+    group_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user_id);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -352,6 +358,44 @@ class SQLiteStore:
                 ObjectMapping(kind=kind, entra_id=r[0], scim_id=r[1], state=orjson.loads(r[2]), updated_at=r[3])
                 for r in cur.fetchall()
             ]
+
+        return await self._call(job)
+
+    # memberships ---------------------------------------------------------------------------------
+    async def update_members(self, group_id: str, added: Sequence[str], removed: Sequence[str]) -> None:
+        add_rows = [(group_id, u) for u in added]
+        remove_rows = [(group_id, u) for u in removed]
+
+        def job(c: sqlite3.Connection) -> None:
+            c.executemany("DELETE FROM members WHERE group_id = ? AND user_id = ?", remove_rows)
+            c.executemany("INSERT OR IGNORE INTO members (group_id, user_id) VALUES (?, ?)", add_rows)
+
+        await self._call(job)
+
+    async def replace_members(self, group_id: str, members: Sequence[str]) -> None:
+        rows = [(group_id, u) for u in members]
+
+        def job(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM members WHERE group_id = ?", (group_id,))
+            c.executemany("INSERT OR IGNORE INTO members (group_id, user_id) VALUES (?, ?)", rows)
+
+        await self._call(job)
+
+    async def members_of(self, group_id: str) -> set[str]:
+        def job(c: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in c.execute("SELECT user_id FROM members WHERE group_id = ?", (group_id,))}
+
+        return await self._call(job)
+
+    async def groups_of(self, user_id: str) -> set[str]:
+        def job(c: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in c.execute("SELECT group_id FROM members WHERE user_id = ?", (user_id,))}
+
+        return await self._call(job)
+
+    async def member_users(self) -> set[str]:
+        def job(c: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in c.execute("SELECT DISTINCT user_id FROM members")}
 
         return await self._call(job)
 

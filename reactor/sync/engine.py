@@ -1,0 +1,331 @@
+"""The sync engine: dirty objects in, fresh Graph state read, planned, applied to AskCody.
+
+- a dirty **user**: read the user from Graph, take its memberships in the groups in scope from the
+  store (kept current by groups delta), find what AskCody holds, plan, apply;
+- dirty **groups**: one groups-delta round serves every pending group notification; the membership
+  changes are stored and each affected user is queued as a dirty user (so that one user is still
+  never synced by two workers at once);
+- a **reconcile**: a users- and groups-delta round from the stored delta links, queueing every user
+  in scope that changed; a full one when a delta token expired.
+
+Failures: a transient error left after the client's retries raises, so the dispatcher keeps the
+unit journaled and runs it again later (nothing is lost while AskCody is down); a permanent one goes
+to the dead letters with the planned operations, the error and the attempts, and the unit is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor import log
+from reactor.config import Settings
+from reactor.dispatcher import WorkUnit
+from reactor.errors import NotFoundError, ReactorError, TransientError
+from reactor.graph.reader import GraphReader, GroupsDelta
+from reactor.metrics import DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
+from reactor.scim.apply import apply_operations
+from reactor.scim.client import AskCodyClient
+from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
+from reactor.sync.model import EntraUser, ScimUser, UserFacts
+from reactor.sync.operations import EnsureGroup, Operation, as_json, describe
+from reactor.sync.planner import plan_user
+
+Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
+LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
+
+
+@dataclass
+class UserPlan:
+    """The plan for one user, with what it was made from."""
+
+    entra_id: str
+    facts: UserFacts
+    current: ScimUser | None
+    operations: list[Operation] = field(default_factory=list)
+
+
+class SyncEngine:
+    """Turns dirty objects into SCIM writes. ``enqueue`` journals follow-up user work durably."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        reader: GraphReader,
+        scim: AskCodyClient,
+        *,
+        enqueue: Enqueue | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.reader = reader
+        self.scim = scim
+        self.enqueue = enqueue
+        self.concurrency = concurrency
+        self.on_lifecycle: LifecycleHandler | None = None
+        self.last_reconcile_at: float | None = None
+        self.last_reconcile_error: str | None = None
+        self._group_lock = asyncio.Lock()
+
+    # the dispatcher's handler ---------------------------------------------------------------------
+    async def handle(self, unit: WorkUnit) -> None:
+        cause = _cause(unit)
+        if unit.kind == "user":
+            for uid in unit.object_ids:
+                await self.sync_user(uid, cause=cause, seqs=[e.seq for e in unit.entries])
+        elif unit.kind == "group":
+            await self.groups_round(cause=cause)
+        elif unit.kind == "reconcile":
+            await self.reconcile(cause=cause)
+        elif unit.kind == "lifecycle":
+            if self.on_lifecycle is not None:
+                await self.on_lifecycle(unit)
+        else:
+            log.event("unit_ignored", level="warning", kind=unit.kind)
+
+    # one user -------------------------------------------------------------------------------------
+    async def group_ids(self) -> dict[str, str]:
+        """Entra group id → AskCody SCIM group id, for the groups AskCody is known to hold."""
+        return {m.entra_id: m.scim_id for m in await self.store.mappings("group")}
+
+    async def plan(self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
+                   read_user: bool = True, group_ids: dict[str, str] | None = None) -> UserPlan:
+        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing."""
+        if read_user:
+            user = await self.reader.get_user(entra_id)
+        if groups is None:
+            groups = frozenset(await self.store.groups_of(entra_id))
+        facts = UserFacts(entra_id=entra_id, user=user, groups=groups & self.settings.group_ids)
+        mapping = await self.store.get_mapping("user", entra_id)
+        if not facts.groups and mapping is None:
+            # Never provisioned by us and not in scope: leave it alone without asking AskCody.
+            return UserPlan(entra_id, facts, None)
+        current = await self._current(entra_id, user, mapping)
+        ops = plan_user(facts, current, self.settings, group_ids=group_ids if group_ids is not None else await self.group_ids())
+        return UserPlan(entra_id, facts, current, ops)
+
+    async def _current(self, entra_id: str, user: EntraUser | None, mapping: ObjectMapping | None) -> ScimUser | None:
+        if mapping is not None:
+            try:
+                return await self.scim.get_user(mapping.scim_id)
+            except NotFoundError:
+                # Gone from AskCody (deleted by hand?): forget it and look again by externalId, userName, e-mail.
+                await self.store.delete_mapping("user", entra_id)
+        found = await self.scim.find_user(
+            entra_id, user.user_principal_name if user else None, user.mail if user else None
+        )
+        if found is not None:
+            await self.store.put_mapping(ObjectMapping("user", entra_id, found.id, {}, time.time()))
+        return found
+
+    async def _ensure_groups(self, wanted: Sequence[EnsureGroup]) -> dict[str, str]:
+        """The known AskCody groups, after creating the ``wanted`` ones that are missing.
+
+        One lock around it: two workers that both see a group missing must not create it twice
+        (AskCody need not refuse a second group with the same externalId).
+        """
+        if not wanted:
+            return await self.group_ids()
+        async with self._group_lock:
+            known = await self.group_ids()
+            for op in wanted:
+                if op.entra_group_id in known:
+                    continue
+                group = await self.scim.ensure_group(op.entra_group_id, op.display_name)
+                known[op.entra_group_id] = group.id
+                await self.store.put_mapping(ObjectMapping("group", op.entra_group_id, group.id, {}, time.time()))
+                log.event("scim_applied", operation=describe(op), entra_group_id=op.entra_group_id, scim_id=group.id)
+        return known
+
+    async def sync_user(self, entra_id: str, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]:
+        """Bring one user in AskCody in line with Entra. Returns the operations applied."""
+        plan = await self.plan(entra_id)
+        return await self.apply(plan, cause=cause, seqs=seqs)
+
+    async def apply(self, plan: UserPlan, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]:
+        if not plan.operations:
+            return []
+        known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)])
+        operations = [op for op in plan.operations if not isinstance(op, EnsureGroup)]
+        result = await apply_operations(self.scim, operations, group_ids=known)
+        for gid, scim_gid in result.group_ids.items():
+            if known.get(gid) != scim_gid:
+                await self.store.put_mapping(ObjectMapping("group", gid, scim_gid, {}, time.time()))
+        for uid, scim_uid in result.user_ids.items():
+            await self.store.put_mapping(ObjectMapping("user", uid, scim_uid, {}, time.time()))
+        who = (plan.facts.user.user_principal_name if plan.facts.user else "") or plan.entra_id
+        for op in result.applied:
+            log.event("scim_applied", entra_id=plan.entra_id, operation=describe(op), cause=cause, journal_seqs=list(seqs))
+            await self.store.record_change(AppliedChange(time.time(), plan.entra_id, describe(op), cause, who))
+        if not result.failures:
+            return list(result.applied)
+        errors = list(result.failures.values())
+        transient = [e for e in errors if isinstance(e, TransientError)]
+        if transient:
+            # AskCody is unwell: keep the change journaled, the dispatcher runs it again later.
+            raise transient[0]
+        error = errors[0]
+        dl = await self.store.add_dead_letter(
+            "user",
+            plan.entra_id,
+            {"cause": cause, "operations": [as_json(op) for op in plan.operations], "journal_seqs": list(seqs)},
+            f"{type(error).__name__}: {error}",
+            [{"at": time.time(), "error": str(e), "type": type(e).__name__,
+              "status": getattr(e, "status", None)} for e in errors],
+        )
+        DEAD_LETTERED.inc()
+        log.event("dead_lettered", level="error", entra_id=plan.entra_id, dead_letter_id=dl, error=str(error), cause=cause)
+        return list(result.applied)
+
+    # groups ---------------------------------------------------------------------------------------
+    async def groups_round(self, *, cause: str) -> set[str]:
+        """One groups-delta round: store membership changes, queue the affected users. Returns them."""
+        delta = await self.reader.groups_delta()
+        affected = await self._store_group_changes(delta)
+        await self._queue_users(affected, f"{cause}; groups delta")
+        return affected
+
+    async def _store_group_changes(self, delta: GroupsDelta) -> set[str]:
+        affected: set[str] = set()
+        seen = set()
+        for gid, change in delta.groups.items():
+            if gid not in self.settings.group_ids:
+                continue
+            seen.add(gid)
+            if change.deleted:
+                old = await self.store.members_of(gid)
+                await self.store.replace_members(gid, [])
+                affected |= old
+                log.event("group_deleted", group_id=gid, members=len(old))
+            elif delta.full:
+                old = await self.store.members_of(gid)
+                new = set(change.added_member_ids) - set(change.removed_member_ids)
+                await self.store.replace_members(gid, sorted(new))
+                affected |= old ^ new
+            else:
+                await self.store.update_members(gid, sorted(change.added_member_ids), sorted(change.removed_member_ids))
+                affected |= set(change.added_member_ids) | set(change.removed_member_ids)
+        if delta.full:
+            for gid in self.settings.group_ids - seen:
+                # A full round that does not mention a configured group: it no longer exists (or is empty).
+                old = await self.store.members_of(gid)
+                if old:
+                    exists = await self.reader.get_group(gid)
+                    new = await self.reader.group_member_ids(gid) if exists is not None else set()
+                    await self.store.replace_members(gid, sorted(new))
+                    affected |= old ^ new
+        return affected
+
+    async def _queue_users(self, user_ids: Iterable[str], cause: str) -> None:
+        ids = sorted(set(user_ids))
+        if not ids:
+            return
+        now = time.time()
+        items = [JournalItem("user", uid, now, {"cause": cause}, change_type="resync") for uid in ids]
+        if self.enqueue is not None:
+            await self.enqueue(items)
+        else:
+            await self._sync_many(ids, cause)
+
+    async def _sync_many(self, ids: Sequence[str], cause: str) -> None:
+        sem = asyncio.Semaphore(self.concurrency)
+        errors: list[BaseException] = []
+
+        async def one(uid: str) -> None:
+            async with sem:
+                try:
+                    await self.sync_user(uid, cause=cause)
+                except ReactorError as exc:
+                    errors.append(exc)
+
+        await asyncio.gather(*(one(u) for u in ids))
+        if errors:
+            raise errors[0]
+
+    # reconcile ------------------------------------------------------------------------------------
+    async def reconcile(self, *, cause: str = "periodic reconcile") -> set[str]:
+        """Repair what notifications missed: a users and a groups delta round; queue who changed."""
+        started = time.perf_counter()
+        try:
+            gdelta = await self.reader.groups_delta()
+            affected = await self._store_group_changes(gdelta)
+            udelta = await self.reader.users_delta()
+            known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
+            if udelta.full or gdelta.full:
+                affected |= known
+            else:
+                affected |= {u.id for u in udelta.users if u.id in known}
+            await self._queue_users(affected, cause)
+            RECONCILE_DRIFT.inc(0)
+            self.last_reconcile_at = time.time()
+            self.last_reconcile_error = None
+            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or gdelta.full)
+            return affected
+        except ReactorError as exc:
+            self.last_reconcile_error = str(exc)
+            raise
+        finally:
+            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def full_plan(self) -> list[UserPlan]:
+        """Read every group in scope and its members from Graph and plan every user (changes nothing)."""
+        members: dict[str, set[str]] = {}
+        for g in self.settings.groups:
+            try:
+                ids = await self.reader.group_member_ids(g.id)
+            except NotFoundError:
+                ids = set()
+            for uid in ids:
+                members.setdefault(uid, set()).add(g.id)
+        everyone = set(members) | {m.entra_id for m in await self.store.mappings("user")}
+        group_ids = await self.group_ids()
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(uid: str) -> UserPlan:
+            async with sem:
+                return await self.plan(uid, groups=frozenset(members.get(uid, ())), group_ids=group_ids)
+
+        plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
+        return [p for p in plans if p.operations]
+
+    async def full_sync(self, *, cause: str = "reactor sync") -> list[UserPlan]:
+        """Full reconcile: store Graph's memberships, plan every user, apply. Returns the plans applied."""
+        for g in self.settings.groups:
+            try:
+                ids = await self.reader.group_member_ids(g.id)
+            except NotFoundError:
+                ids = set()
+            await self.store.replace_members(g.id, sorted(ids))
+        plans = await self.full_plan()
+        failures: list[BaseException] = []
+        for p in plans:
+            try:
+                await self.apply(p, cause=cause)
+            except ReactorError as exc:
+                failures.append(exc)
+        RECONCILE_DRIFT.inc(sum(len(p.operations) for p in plans))
+        if failures:
+            raise failures[0]
+        return plans
+
+
+def _cause(unit: WorkUnit) -> str:
+    kinds = sorted({e.change_type or "change" for e in unit.entries})
+    causes = sorted({str(e.payload.get("cause")) for e in unit.entries if isinstance(e.payload, dict) and e.payload.get("cause")})
+    if causes:
+        return "; ".join(causes)
+    return f"{len(unit.entries)} notification(s) ({', '.join(kinds)})"
+
+
+def plan_as_json(plans: Sequence[UserPlan]) -> dict[str, Any]:
+    """The planned operations of ``reactor sync --dry-run --json``."""
+    ops = [dict(as_json(op), entra_user=p.entra_id) for p in plans for op in p.operations]
+    counts: dict[str, int] = {}
+    for o in ops:
+        counts[o["op"]] = counts.get(o["op"], 0) + 1
+    return {"operations": ops, "counts": counts, "users": len(plans)}

@@ -1,0 +1,174 @@
+"""Assembling the real service: Graph client and reader, AskCody client, sync engine, subscriptions,
+the periodic reconcile, and the readiness checks that go with them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor import log
+from reactor.config import Settings
+from reactor.dispatcher import WorkUnit
+from reactor.graph.client import GraphClient
+from reactor.graph.reader import GraphReader
+from reactor.ratelimit import TokenBucket
+from reactor.scim.client import AskCodyClient
+from reactor.service import Service
+from reactor.store.base import JournalItem, Store
+from reactor.sync.engine import SyncEngine
+from subscriptions.lifecycle import handle_lifecycle
+from subscriptions.manager import SubscriptionManager
+from subscriptions.renewal import run_renewal
+
+
+@dataclass
+class Clients:
+    """The remote clients of one process, closed together."""
+
+    graph: GraphClient
+    reader: GraphReader
+    scim: AskCodyClient
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.scim.aclose()
+        with contextlib.suppress(Exception):
+            await self.graph.aclose()
+
+
+def build_clients(settings: Settings, store: Store) -> Clients:
+    graph = GraphClient(settings.graph)
+    reader = GraphReader(graph, settings, store)
+    scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second))
+    return Clients(graph, reader, scim)
+
+
+@dataclass
+class ReconcileLoop:
+    """Queues a reconcile at start and every ``sync.reconcile_interval_seconds`` (journaled, so it is
+    serialised with other reconciles and survives a restart)."""
+
+    service: Service
+    interval: float
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reactor-reconcile")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def request(self, reason: str) -> None:
+        await self.service.enqueue([JournalItem("reconcile", "all", time.time(), {"cause": reason}, change_type="reconcile")])
+
+    async def _run(self) -> None:
+        reason = "start-up reconcile"
+        while True:
+            try:
+                await self.request(reason)
+            except Exception as exc:
+                log.event("reconcile_request_failed", level="error", error=repr(exc))
+            await asyncio.sleep(self.interval)  # the period between reconciles, not a wait for work
+            reason = "periodic reconcile"
+
+
+@dataclass
+class SubscriptionsComponent:
+    """Ensures the subscriptions at start and runs the renewal loop."""
+
+    manager: SubscriptionManager
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        await self.manager.load()
+        self._stop.clear()
+        self._task = asyncio.create_task(run_renewal(self.manager, stop=self._stop), name="reactor-subscriptions")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+
+def wire_engine(service: Service, clients: Clients | None = None) -> SyncEngine:
+    """Plug the real sync engine, subscriptions and reconcile into ``service``."""
+    settings = service.settings
+    clients = clients or build_clients(settings, service.store)
+    engine = SyncEngine(settings, service.store, clients.reader, clients.scim, enqueue=service.enqueue)
+    service.set_handler(engine.handle)
+    service.closers.append(clients.aclose)
+    reconcile = ReconcileLoop(service, settings.sync.reconcile_interval_seconds)
+
+    async def on_gap(reason: str) -> None:
+        log.event("reconcile_requested", reason=reason)
+        await reconcile.request(reason)
+
+    manager: SubscriptionManager | None = None
+    if settings.subscriptions.enabled:
+        manager = SubscriptionManager(clients.graph, service.store, settings, on_gap=on_gap)
+        component = SubscriptionsComponent(manager)
+        service.components.append(component)
+        mgr = manager
+
+        async def lifecycle(unit: WorkUnit) -> None:
+            for entry in unit.entries:
+                outcome = await handle_lifecycle(mgr, entry.payload)
+                log.event("lifecycle_handled", subscription_id=entry.object_id, event=entry.change_type, outcome=outcome)
+            await service.client_states.refresh()
+
+        engine.on_lifecycle = lifecycle
+
+        async def check_subscriptions() -> tuple[bool, str]:
+            status = mgr.status()
+            if status.ok:
+                soonest = min((r.seconds_to_expiry for r in status.resources if r.seconds_to_expiry is not None), default=None)
+                return True, "live" + (f", earliest expiry in {soonest / 3600:.1f} h" if soonest is not None else "")
+            return False, status.reason or "subscriptions not live"
+
+        service.checks["subscriptions"] = check_subscriptions
+
+        async def subscription_status() -> Any:
+            return mgr.status().as_dict()
+
+        service.status_sources["subscription_health"] = subscription_status
+    service.components.append(reconcile)
+
+    async def check_askcody() -> tuple[bool, str]:
+        try:
+            await clients.scim.ping()
+        except Exception as exc:
+            return False, f"AskCody SCIM not reachable: {type(exc).__name__}: {exc}"
+        return True, "reachable"
+
+    async def check_graph() -> tuple[bool, str]:
+        if engine.last_reconcile_error:
+            return False, f"last reconcile failed: {engine.last_reconcile_error}"
+        try:
+            first = settings.groups[0].id if settings.groups else None
+            if first is not None:
+                await clients.reader.get_group(first)
+        except Exception as exc:
+            return False, f"Graph not reachable: {type(exc).__name__}: {exc}"
+        return True, "reachable"
+
+    service.checks["askcody"] = check_askcody
+    service.checks["graph"] = check_graph
+    service.status_sources["engine"] = _engine_status(engine)
+    return engine
+
+
+def _engine_status(engine: SyncEngine) -> Any:
+    async def status() -> dict[str, Any]:
+        return {"last_reconcile_at": engine.last_reconcile_at, "last_reconcile_error": engine.last_reconcile_error}
+
+    return status

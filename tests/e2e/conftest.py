@@ -1,0 +1,48 @@
+"""End-to-end fixtures: the Graph simulator, the real scim2-server and the reactor, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from reactor import log, retry
+from reactor.demo.stack import Stack, local_stack
+from reactor.graphsim import GraphSimulator
+
+ROLE = "Facility Management"
+RECEPTION = "Reception Copenhagen"
+PROVIDER = "Catering"
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries() -> None:
+    retry.TESTING = True
+    log.configure("info")
+
+
+@pytest.fixture
+def sim() -> GraphSimulator:
+    return GraphSimulator(token="sim-token")
+
+
+@pytest.fixture
+def tenant_groups(sim: GraphSimulator) -> dict[str, str]:
+    return {
+        ROLE: sim.add_group(display_name="FM staff"),
+        RECEPTION: sim.add_group(display_name="Reception CPH"),
+        PROVIDER: sim.add_group(display_name="Catering crew"),
+    }
+
+
+@pytest.fixture
+async def stack(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Stack]:
+    grants = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
+    async with local_stack(
+        sim,
+        {gid: (name, grants[name]) for name, gid in tenant_groups.items()},
+        tmp_path / "reactor.db",
+        sync={"reconcile_interval_seconds": 3600.0},
+    ) as s:
+        yield s
