@@ -1,0 +1,117 @@
+"""Configuration: TOML + environment, typed and validated; secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from reactor.config import ConfigurationError, Secret, load
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+GROUP = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+GOOD = f"""
+[server]
+port = 9000
+public_url = "https://reactor.example.com"
+
+[graph]
+tenant_id = "{TENANT}"
+client_id = "{TENANT}"
+client_secret = "graph-secret-value-xyz"
+
+[askcody]
+scim_url = "https://askcody.example.com/scim/v2"
+token = "askcody-token-value-xyz"
+dialect = "entra"
+
+[attributes]
+cost_center = "onPremisesExtensionAttributes/extensionAttribute7"
+
+[[groups]]
+id = "{GROUP}"
+askcody_group = "Reception"
+grants = "reception"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "reactor.toml"
+    p.write_text(text)
+    return p
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reactor", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_a_good_file_loads_into_typed_settings(tmp_path: Path) -> None:
+    s = load(write(tmp_path, GOOD), env={})
+    assert s.server.port == 9000
+    assert s.askcody.dialect == "entra"
+    assert isinstance(s.askcody.token, Secret)
+    assert "askcody-token-value-xyz" not in repr(s)
+    assert s.groups[0].grants == "reception"
+    assert s.attributes.cost_center_select == "onPremisesExtensionAttributes"
+    assert s.server.notification_url == "https://reactor.example.com/notifications"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    s = load(write(tmp_path, GOOD), env={"REACTOR_SERVER_PORT": "9100", "REACTOR_ASKCODY_TOKEN": "from-env"})
+    assert s.server.port == 9100
+    assert s.askcody.token.reveal() == "from-env"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("[server]", "[server]\nbogus = 1"), "unknown key server.bogus"),
+        (('public_url = "https://reactor.example.com"', 'public_url = "not a url"'), "server.public_url"),
+        ((f'tenant_id = "{TENANT}"', 'tenant_id = "not-a-guid"'), "graph.tenant_id is not a GUID"),
+        ((f'id = "{GROUP}"', 'id = ""'), "groups[0] has no id"),
+        (('token = "askcody-token-value-xyz"', ""), "askcody.token is missing"),
+        (('dialect = "entra"', 'dialect = "scim3"'), "askcody.dialect"),
+        (('grants = "reception"', 'grants = "king"'), "grants must be one of"),
+        (("extensionAttribute7", "extensionAttribute16"), "attributes.cost_center"),
+    ],
+)
+def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    text = GOOD.replace(change[0], change[1], 1)
+    with pytest.raises(ConfigurationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(write(tmp_path, text), env={})
+    r = run("check-config", "--config", str(write(tmp_path, text)), env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and message.split(" ")[0] in r.stderr
+    assert "askcody-token-value-xyz" not in r.stderr + r.stdout
+    assert "graph-secret-value-xyz" not in r.stderr + r.stdout
+
+
+def test_unknown_environment_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="unknown key askcody.tokn"):
+        load(write(tmp_path, GOOD), env={"REACTOR_ASKCODY_TOKN": "x"})
+
+
+def test_check_config_prints_the_effective_configuration_with_secrets_redacted(tmp_path: Path) -> None:
+    r = run("check-config", "--config", str(write(tmp_path, GOOD)),
+            env={"PATH": "/usr/bin:/bin", "REACTOR_SERVER_PORT": "9200"})
+    assert r.returncode == 0, r.stderr
+    data = orjson.loads(r.stdout)
+    assert data["server"]["port"] == 9200
+    assert data["askcody"]["token"] == "<redacted>"
+    assert data["graph"]["client_secret"] == "<redacted>"
+    assert "askcody-token-value-xyz" not in r.stdout and "graph-secret-value-xyz" not in r.stdout
+    assert data["groups"] == [{"id": GROUP, "askcody_group": "Reception", "grants": "reception"}]
+
+
+def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    r = run("check-config", "--config", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2
+    assert "configuration file not found" in r.stderr
+
+
+def test_bad_usage_exits_2() -> None:
+    assert run("no-such-verb").returncode == 2
+    assert run("deadletters", "replay").returncode == 2
