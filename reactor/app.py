@@ -10,7 +10,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from reactor.intake import Intake
 from reactor.service import Service
 
 
@@ -21,7 +23,7 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def create_app(service: Service) -> Starlette:
+def create_app(service: Service) -> WebhookFirst:
     """Build the Starlette app around a :class:`~reactor.service.Service` (started by the lifespan)."""
 
     async def healthz(request: Request) -> Response:
@@ -49,13 +51,34 @@ def create_app(service: Service) -> Starlette:
         finally:
             await service.stop()
 
+    async def method_not_allowed(request: Request) -> Response:
+        return Response("use POST", status_code=405, headers={"Allow": "POST"})
+
     routes = [
-        Route("/notifications", service.intake.notifications, methods=["POST"]),
-        Route("/lifecycle", service.intake.lifecycle, methods=["POST"]),
+        Route("/notifications", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/lifecycle", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
         Route("/", status_page, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return WebhookFirst(service.intake, Starlette(routes=routes, lifespan=lifespan))
+
+
+class WebhookFirst:
+    """Sends ``POST /notifications`` and ``POST /lifecycle`` straight to the intake; everything else
+    (and the lifespan) to the Starlette app. The intake is the hot path; the rest is not."""
+
+    def __init__(self, intake: Intake, app: Starlette) -> None:
+        self.intake = intake
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in WEBHOOK_PATHS:
+            await self.intake(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+WEBHOOK_PATHS = frozenset({"/notifications", "/lifecycle", "/notifications/", "/lifecycle/"})

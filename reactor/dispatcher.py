@@ -99,6 +99,7 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.units_handled = 0
+        self._running = 0
         self.failures = 0
 
     # feeding -------------------------------------------------------------------------------------
@@ -118,7 +119,6 @@ class Dispatcher:
             added = True
         if added:
             self._idle.clear()
-            QUEUE_DEPTH.set(len(self._pending))
             self._wake.set()
 
     def _make_ready(self, key: Key, p: _Pending) -> None:
@@ -246,7 +246,7 @@ class Dispatcher:
 
     async def _run(self, unit: WorkUnit) -> None:
         keys = [(unit.kind, oid) for oid in unit.object_ids]
-        WORKERS_BUSY.inc()
+        self._running += 1
         ok = False
         try:
             await self.handler(unit)
@@ -257,7 +257,7 @@ class Dispatcher:
             self.failures += 1
             log.event("unit_failed", level="warning", kind=unit.kind, object_ids=list(unit.object_ids), error=repr(exc))
         finally:
-            WORKERS_BUSY.dec()
+            self._running -= 1
             done_seqs = {e.seq for e in unit.entries}
             for k in keys:
                 self._busy.discard(k)
@@ -287,16 +287,21 @@ class Dispatcher:
             self.units_handled += 1
             if unit.entries and unit.kind in ("user", "group"):
                 APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
-        QUEUE_DEPTH.set(len(self._pending))
 
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
             await self._flush_done()
-            oldest = self.oldest_pending()
-            OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+            self.publish_gauges()
             await asyncio.sleep(self.done_flush_seconds)  # batches the deletes; not a wait for work
+
+    def publish_gauges(self) -> None:
+        """Set the queue gauges (after work was done, and at every scrape): cheaper than per change."""
+        QUEUE_DEPTH.set(len(self._pending))
+        WORKERS_BUSY.set(self._running)
+        oldest = self.oldest_pending()
+        OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
 
     async def _flush_done(self) -> None:
         done, self._done = self._done, []

@@ -18,10 +18,10 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from reactor import log
 from reactor.errors import StoreError
@@ -82,23 +82,29 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BodyTooLarge
-        except ValueError:
-            pass
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                pass
+            break
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BodyTooLarge if message["type"] != "http.disconnect" else ConnectionResetError()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _valid_token(token: str) -> bool:
@@ -150,34 +156,51 @@ class Intake:
         self._received = {r: NOTIFICATIONS_RECEIVED.labels(r) for r in ("notifications", "lifecycle")}
         self._accepted = {r: NOTIFICATIONS_ACCEPTED.labels(r) for r in ("notifications", "lifecycle")}
 
-    async def notifications(self, request: Request) -> Response:
-        return await self._handle(request, "notifications")
-
-    async def lifecycle(self, request: Request) -> Response:
-        return await self._handle(request, "lifecycle")
-
-    async def _handle(self, request: Request, route: str) -> Response:
-        if request.scope["query_string"] and "validationToken" in request.query_params:
-            token = request.query_params["validationToken"]
-            if not _valid_token(token):
-                REQUESTS_REFUSED.labels("400").inc()
-                return PlainTextResponse("invalid validationToken", status_code=400)
-            log.event("validation_handshake", route=route)
-            return PlainTextResponse(token, status_code=200)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The raw ASGI handler of ``POST /notifications`` and ``POST /lifecycle`` (the hot path:
+        no framework objects between the socket and the journal)."""
+        route = "lifecycle" if scope["path"].rstrip("/").endswith("/lifecycle") else "notifications"
         try:
-            body = await read_body(request, self.max_body_bytes)
+            status, body = await self._handle(scope, receive, route)
+        except ConnectionResetError:
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive, route: str) -> tuple[int, bytes]:
+        query = scope.get("query_string", b"")
+        if query:
+            params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+            if "validationToken" in params:
+                token = params["validationToken"][0]
+                if not _valid_token(token):
+                    REQUESTS_REFUSED.labels("400").inc()
+                    return 400, b"invalid validationToken"
+                log.event("validation_handshake", route=route)
+                return 200, token.encode("utf-8", "surrogateescape")
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
             REQUESTS_REFUSED.labels("413").inc()
             log.event("body_too_large", level="warning", route=route, limit=self.max_body_bytes)
-            return PlainTextResponse("request body too large", status_code=413)
+            return 413, b"request body too large"
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             REQUESTS_REFUSED.labels("400").inc()
-            return PlainTextResponse("body is not JSON", status_code=400)
+            return 400, b"body is not JSON"
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
             REQUESTS_REFUSED.labels("400").inc()
-            return PlainTextResponse('body must be a JSON object with a "value" array', status_code=400)
+            return 400, b'body must be a JSON object with a "value" array'
         now = time.time()
         accepted: list[JournalItem] = []
         self._received[route].inc(len(doc["value"]))
@@ -200,7 +223,7 @@ class Intake:
             except StoreError as exc:
                 REQUESTS_REFUSED.labels("503").inc()
                 log.event("journal_write_failed", level="error", route=route, error=str(exc), items=len(accepted))
-                return PlainTextResponse("journal unavailable, retry later", status_code=503)
+                return 503, b"journal unavailable, retry later"
             self._accepted[route].inc(len(accepted))
             entries = [
                 JournalEntry(
@@ -217,7 +240,7 @@ class Intake:
                     route=route,
                     items=[{"seq": e.seq, "kind": e.kind, "object_id": e.object_id, "change": e.change_type} for e in entries],
                 )
-        return Response(status_code=202)
+        return 202, b""
 
     async def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalItem | None]:
         if not isinstance(item, dict):

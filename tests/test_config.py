@@ -90,7 +90,7 @@ def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tupl
 
 
 def test_unknown_environment_key_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="unknown key askcody.tokn"):
+    with pytest.raises(ConfigurationError, match=r"unknown key askcody\.tokn"):
         load(write(tmp_path, GOOD), env={"REACTOR_ASKCODY_TOKN": "x"})
 
 
