@@ -21,7 +21,6 @@ Every failure is mapped into :mod:`reactor.errors`:
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -53,7 +52,7 @@ from reactor.errors import (
 )
 from reactor.graph.auth import build_auth_provider, check_base_url
 from reactor.metrics import GRAPH_CALLS
-from reactor.retry import DEFAULT_POLICY, RetryPolicy
+from reactor.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after
 from reactor.retry import call as call_with_retry
 
 T = TypeVar("T")
@@ -74,20 +73,6 @@ def _http_client() -> httpx.AsyncClient:
     return wrapped
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -17,9 +17,7 @@ Messages name the method, the path and the SCIM error; never the token.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -32,6 +30,7 @@ from reactor.config import AskCodySettings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ThrottledError, TransientError
 from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
+from reactor.retry import parse_retry_after
 from reactor.scim import dialect as forms
 from reactor.scim.resources import (
     group_body,
@@ -399,20 +398,6 @@ def _chunks(items: Iterable[str], size: int) -> list[list[str]]:
     return [unique[i : i + size] for i in range(0, len(unique), size)]
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _error_detail(raw: bytes) -> tuple[str | None, str | None]:

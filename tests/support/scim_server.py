@@ -15,32 +15,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from scim2_models import ScimProvider
-from scim2_server.applications.asgi import ASGIApplication
 from scim2_server.memory import AsyncInMemoryStorage
-from scim2_server.requests import ScimRequest
-from scim2_server.testserver.application import BEARER_TOKEN_SCHEME, BearerTokenApplication
-from scim2_server.utils import load_default_resource_types, load_default_schemas, load_default_service_provider_config
 from servers import serve_asgi
 
+from reactor.demo.askcody import build_scim_application
 
-class BearerTokenASGIApplication(ASGIApplication):
-    """scim2-server's ASGI application, refusing requests without one of the bearer tokens (401)."""
-
-    def __init__(self, storage: AsyncInMemoryStorage, provider: ScimProvider, bearer_tokens: set[str]) -> None:
-        super().__init__(storage, provider)
-        self.bearer_tokens = bearer_tokens
-
-    def check_auth(self, request: ScimRequest) -> None:
-        BearerTokenApplication.check_auth(self, request)  # type: ignore[arg-type]
-
-
-def build_application(token: str) -> BearerTokenASGIApplication:
-    """The application ``scim2-server --bearer-token TOKEN`` would serve, as ASGI and in memory."""
-    config = load_default_service_provider_config()
-    config.authentication_schemes = [*(config.authentication_schemes or []), BEARER_TOKEN_SCHEME]
-    provider = ScimProvider.from_discovery(load_default_schemas().values(), load_default_resource_types().values(), config=config)
-    return BearerTokenASGIApplication(AsyncInMemoryStorage(), provider, {token})
+build_application = build_scim_application
 
 
 @dataclass(frozen=True)
@@ -63,6 +43,6 @@ class ScimServer:
 async def scim_server(token: str | None = None) -> AsyncIterator[ScimServer]:
     """Run scim2-server on loopback; yield where it answers (``…/v2``) and the token it accepts."""
     token = token or secrets.token_urlsafe(16)
-    app = build_application(token)
+    app = build_scim_application(token)
     async with serve_asgi(app) as root:
         yield ScimServer(url=root + "/v2", token=token, storage=app.storage)  # type: ignore[arg-type]
