@@ -31,8 +31,8 @@ from reactor.scim.apply import apply_operations
 from reactor.scim.client import AskCodyClient
 from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
 from reactor.sync.model import EntraUser, ScimUser, UserFacts
-from reactor.sync.operations import EnsureGroup, Operation, as_json, describe
-from reactor.sync.planner import plan_user
+from reactor.sync.operations import DeleteUser, EnsureGroup, Operation, as_json, describe
+from reactor.sync.planner import plan_user, user_attributes
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
@@ -156,8 +156,11 @@ class SyncEngine:
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:
                 await self.store.put_mapping(ObjectMapping("group", gid, scim_gid, {}, time.time()))
-        for uid, scim_uid in result.user_ids.items():
-            await self.store.put_mapping(ObjectMapping("user", uid, scim_uid, {}, time.time()))
+        scim_id = result.user_ids.get(plan.entra_id) or (plan.current.id if plan.current else None)
+        if any(isinstance(op, DeleteUser) for op in result.applied):
+            await self.store.delete_mapping("user", plan.entra_id)
+        elif scim_id is not None and plan.entra_id not in result.failures:
+            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, _applied_state(plan), time.time()))
         who = (plan.facts.user.user_principal_name if plan.facts.user else "") or plan.entra_id
         for op in result.applied:
             log.event("scim_applied", entra_id=plan.entra_id, operation=describe(op), cause=cause, journal_seqs=list(seqs))
@@ -312,6 +315,17 @@ class SyncEngine:
         if failures:
             raise failures[0]
         return plans
+
+
+def _applied_state(plan: UserPlan) -> dict[str, Any]:
+    """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping)."""
+    user = plan.facts.user
+    in_scope = user is not None and user.state == "present" and bool(plan.facts.groups)
+    return {
+        "attributes": user_attributes(user).as_dict() if user is not None else None,
+        "active": bool(in_scope and user is not None and user.account_enabled),
+        "groups": sorted(plan.facts.groups) if in_scope else [],
+    }
 
 
 def _cause(unit: WorkUnit) -> str:
