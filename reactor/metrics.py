@@ -66,6 +66,19 @@ APPLY_LAG_SECONDS = Histogram(
     registry=REGISTRY,
 )
 READY = Gauge("reactor_ready", "1 when /readyz answers 200", registry=REGISTRY)
+READINESS_CHECK = Gauge(
+    "reactor_readiness_check",
+    "1 when the named /readyz check passes (fatal: whether its failure makes /readyz answer 503)",
+    ["check", "fatal"],
+    registry=REGISTRY,
+)
+
+# Known label values start at 0, so that rate() and absent() work before the first event.
+for _route in ("notifications", "lifecycle"):
+    NOTIFICATIONS_RECEIVED.labels(_route)
+    NOTIFICATIONS_ACCEPTED.labels(_route)
+    for _reason in ("client_state", "tenant", "unknown_subscription", "malformed"):
+        NOTIFICATIONS_REJECTED.labels(_route, _reason)
 
 METRIC_NAMES: tuple[str, ...] = tuple(
     sorted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from reactor import log
 from reactor.config import Settings
 from reactor.dispatcher import Dispatcher, Handler, WorkUnit
 from reactor.intake import ClientStates, Intake
-from reactor.metrics import DEAD_LETTERS, READY, REGISTRY
+from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READINESS_CHECK, READY, REGISTRY
 from reactor.store.base import JournalEntry, JournalItem, Store
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
@@ -104,6 +105,12 @@ class Service:
         log.event("service_stopped")
 
     # readiness -----------------------------------------------------------------------------------
+    FATAL_CHECKS: frozenset[str] = frozenset({"store", "workers", "askcody"})
+    """The checks whose failure makes ``/readyz`` answer 503; every other check is reported only."""
+
+    REMOTE_CHECK_TTL: dict[str, float] = {"askcody": 5.0, "graph": 5.0}
+    """Checks that call a remote service, and for how many seconds their last result is reused."""
+
     async def _check_store(self) -> tuple[bool, str]:
         try:
             await asyncio.wait_for(self.store.ping(), 2.0)
@@ -123,50 +130,119 @@ class Service:
             return True, "empty"
         age = time.time() - oldest
         if age > self.max_backlog_age_seconds:
-            return False, f"{depth} objects pending, oldest {age:.0f} s old"
+            return False, f"{depth} objects pending, oldest {age:.0f} s old (limit {self.max_backlog_age_seconds:.0f} s)"
         return True, f"{depth} objects pending, oldest {age:.1f} s old"
 
     async def _check_dead_letters(self) -> tuple[bool, str]:
         n = len(await self.store.dead_letters())
         DEAD_LETTERS.set(n)
-        # Dead letters need a person, but the service still works: reported, not fatal for readiness.
-        return True, "none" if n == 0 else f"{n} dead letters waiting (reactor deadletters list)"
+        return n == 0, "none" if n == 0 else f"{n} dead letters waiting (reactor deadletters list)"
 
     async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Run every named check; ready when none of the :attr:`FATAL_CHECKS` fails.
+
+        Each check answers ``{"ok", "reason", "fatal"}``. Fatal (503 while failing):
+
+        - ``store``: the journal answers; without it no notification can be accepted.
+        - ``workers``: the dispatcher's workers run; without them nothing is applied.
+        - ``askcody``: AskCody's SCIM endpoint answers an authenticated filter query.
+
+        Reported, not fatal (``ok: false`` with a reason, ``/readyz`` stays 200):
+
+        - ``subscriptions`` (none live, or one about to expire), ``graph`` (Graph unreachable or the
+          last reconcile failed) and ``backlog`` (the oldest pending change is older than
+          ``max_backlog_age_seconds``): on Azure Container Apps readiness gates traffic, so a 503
+          would also turn away Graph's notifications, and Graph's validation request when a
+          subscription is created, which is how these recover. The intake must keep journaling.
+        - ``dead_letters``: a dead letter needs a person, but the service still works.
+
+        AskCody is fatal although the same argument applies: operators asked for a replica that
+        cannot write to AskCody to be taken out of rotation. Graph retries refused deliveries for
+        hours and the periodic reconcile repairs what is lost.
+
+        Remote checks (:attr:`REMOTE_CHECK_TTL`) reuse their last result for a few seconds, so probes,
+        the status page and people refreshing it do not hammer AskCody or Graph.
+        """
         names = list(self.checks)
-        results = await asyncio.gather(*(self._run_check(self.checks[n]) for n in names))
-        checks = {n: {"ok": ok, "reason": reason} for n, (ok, reason) in zip(names, results, strict=True)}
-        ready = all(c["ok"] for c in checks.values())
+        results = await asyncio.gather(*(self._run_cached(n) for n in names))
+        checks: dict[str, dict[str, Any]] = {}
+        for name, (ok, reason) in zip(names, results, strict=True):
+            fatal = name in self.FATAL_CHECKS
+            checks[name] = {"ok": ok, "reason": reason, "fatal": fatal}
+            READINESS_CHECK.labels(name, "true" if fatal else "false").set(1 if ok else 0)
+        ready = all(c["ok"] for c in checks.values() if c["fatal"])
         READY.set(1 if ready else 0)
         return ready, checks
+
+    @functools.cached_property
+    def _remote_results(self) -> dict[str, tuple[float, tuple[bool, str]]]:
+        return {}
+
+    @functools.cached_property
+    def _remote_locks(self) -> dict[str, asyncio.Lock]:
+        return {}
+
+    async def _run_cached(self, name: str) -> tuple[bool, str]:
+        ttl = self.REMOTE_CHECK_TTL.get(name)
+        if not ttl:
+            return await self._run_check(self.checks[name])
+        async with self._remote_locks.setdefault(name, asyncio.Lock()):
+            cached = self._remote_results.get(name)
+            if cached is not None and time.monotonic() - cached[0] < ttl:
+                return cached[1]
+            result = await self._run_check(self.checks[name])
+            self._remote_results[name] = (time.monotonic(), result)
+            return result
 
     async def _run_check(self, check: Check) -> tuple[bool, str]:
         try:
             return await asyncio.wait_for(check(), 5.0)
+        except TimeoutError:
+            return False, "check timed out after 5 s"
         except Exception as exc:
             return False, f"check failed: {exc!r}"
 
     # metrics and status --------------------------------------------------------------------------
     async def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus exposition; gauges that describe "now" are computed at scrape time."""
+        QUEUE_DEPTH.set(self.dispatcher.depth)
+        oldest = self.dispatcher.oldest_pending()
+        OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
         with contextlib.suppress(Exception):
             DEAD_LETTERS.set(len(await self.store.dead_letters()))
+        subscription_health = self.status_sources.get("subscription_health")
+        if subscription_health is not None:
+            with contextlib.suppress(Exception):
+                await subscription_health()  # sets the reactor_subscription_*expiry_seconds gauges
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
     async def status(self) -> dict[str, Any]:
+        now = time.time()
         count, oldest = await self.store.backlog()
+        pending_since = self.dispatcher.oldest_pending()
         out: dict[str, Any] = {
-            "backlog": {"objects": self.dispatcher.depth, "journal_items": count, "oldest_received_at": oldest},
+            "now": now,
+            "started_at": self.started_at,
+            "backlog": {
+                "objects": self.dispatcher.depth,
+                "journal_items": count,
+                "oldest_received_at": oldest,
+                "oldest_pending_age_seconds": round(now - pending_since, 1) if pending_since is not None else None,
+                "max_age_seconds": self.max_backlog_age_seconds,
+            },
             "subscriptions": [
                 {"id": r.id, "resource": r.resource, "expires_at": r.expires_at,
-                 "expires_in_seconds": round(r.expires_at - time.time())}
+                 "expires_in_seconds": round(r.expires_at - now)}
                 for r in await self.store.subscriptions()
             ],
             "recent_changes": [c.__dict__ for c in await self.store.recent_changes(30)],
             "dead_letters": [
-                {"id": d.id, "kind": d.kind, "object_id": d.object_id, "error": d.error, "created_at": d.created_at}
+                {"id": d.id, "kind": d.kind, "object_id": d.object_id, "error": d.error, "created_at": d.created_at,
+                 "attempts": len(d.attempts)}
                 for d in await self.store.dead_letters()
             ],
             "failures": self.dispatcher.failures,
+            "units_handled": self.dispatcher.units_handled,
         }
         for name, source in self.status_sources.items():
             with contextlib.suppress(Exception):

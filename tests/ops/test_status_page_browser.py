@@ -1,0 +1,166 @@
+"""The status page in a real browser (headless Chromium, Debian's package, installed by
+``scripts/install-system-deps``): after a few changes were applied it shows the subscriptions, the
+backlog and the recent changes, uses no external asset, and leaves a screenshot in ``artifacts/``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+from conftest import Eventually
+
+from reactor.demo.stack import Stack
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+
+
+def chromium_command(user_data_dir: Path, *args: str) -> list[str]:
+    path = shutil.which("chromium") or CHROMIUM
+    assert Path(path).exists(), "chromium is missing: run scripts/install-system-deps (as root)"
+    return [
+        path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={user_data_dir}", *args,
+    ]
+
+
+async def chromium(user_data_dir: Path, *args: str, timeout: float = 30) -> str:
+    """Run headless Chromium without blocking the event loop (the servers live in it); its stdout."""
+    process = await asyncio.create_subprocess_exec(
+        *chromium_command(user_data_dir, *args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode()
+
+
+class Page(HTMLParser):
+    """The rendered DOM: the text of each table's rows by table id, element ids, and external references."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.text_by_id: dict[str, str] = {}
+        self.external: list[str] = []
+        self.title = ""
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._open: list[tuple[str, str | None, list[str]]] = []
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        for name in ("src", "href"):
+            ref = a.get(name) or ""
+            if ref.startswith(("http:", "https:", "//")):
+                self.external.append(ref)
+        if tag == "link" or (tag == "script" and a.get("src")):
+            self.external.append(f"<{tag}> {a}")
+        if tag not in VOID:
+            self._open.append((tag, a.get("id"), []))
+        if tag == "table" and a.get("id"):
+            self._table = a["id"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "title":
+            self._in_title = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._table is not None and self._row is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "title":
+            self._in_title = False
+        while self._open:
+            open_tag, element_id, parts = self._open.pop()
+            if element_id:
+                self.text_by_id[element_id] = " ".join(" ".join(parts).split())
+            if open_tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        for _, element_id, parts in self._open:
+            if element_id:
+                parts.append(data)
+        if self._in_title:
+            self.title += data
+
+    def rows(self, table_id: str) -> list[dict[str, str]]:
+        """The body rows of a table as header -> cell text."""
+        header, *body = self.tables[table_id]
+        return [dict(zip(header, row, strict=False)) for row in body]
+
+
+async def test_status_page_in_headless_chromium(
+    stack: Stack,
+    provision: Callable[[Stack, str], Awaitable[str]],
+    wait: Eventually,
+    tmp_path: Path,
+) -> None:
+    names = ["alice", "bob", "carol"]
+    for name in names:
+        await provision(stack, name)
+    await wait(lambda: stack.service.dispatcher.wait_idle(0.5), "the queue drained")
+
+    dom = await chromium(tmp_path / "profile-dom", "--dump-dom", stack.url + "/")
+    page = Page()
+    page.feed(dom)
+
+    assert "AskCody Entra reactor" in page.title
+    assert page.text_by_id["state"] == "Ready"
+    assert page.external == [], "the status page must work offline"
+
+    subscriptions = page.rows("subscriptions")
+    assert {r["resource"] for r in subscriptions} == {"users", "groups"}, subscriptions
+    for row in subscriptions:
+        assert row["id"] in stack.sim.subscriptions, row
+        assert row["expires in"].endswith(("h", "days")), row
+        assert row["state"] == "live", row
+
+    assert page.text_by_id["backlog"].startswith("0 objects pending"), page.text_by_id["backlog"]
+    assert "Backlog 0 pending" in page.text_by_id["summary"], page.text_by_id["summary"]
+
+    changes = page.rows("changes")
+    for name in names:
+        mine = [c for c in changes if c["who"] == f"{name}@contoso.com"]
+        assert mine, (name, changes)
+        assert any("create" in c["what"].lower() for c in mine), mine
+        assert all(c["why"] and c["when"].endswith("ago") for c in mine), mine
+
+    assert page.rows("deadletters") == [{"id": "none"}]
+    assert {r["check"] for r in page.rows("checks")} >= {"store", "workers", "askcody", "graph", "subscriptions"}
+
+    # The page a person sees, kept as a test artifact.
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "status-page.png"
+    shot.unlink(missing_ok=True)
+    await chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", stack.url + "/")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(stack.url + "/")
+    assert r.headers["content-type"].startswith("text/html")
+    assert '<meta http-equiv="refresh"' in r.text
