@@ -31,7 +31,8 @@ def create_app(service: Service) -> WebhookFirst:
 
     async def readyz(request: Request) -> Response:
         ready, checks = await service.readiness()
-        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+        state = "not ready" if not ready else "degraded" if not all(c["ok"] for c in checks.values()) else "ready"
+        return JSONResponse({"status": state, "checks": checks}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         body, content_type = await service.metrics_text()

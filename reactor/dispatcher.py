@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from reactor import log
-from reactor.metrics import APPLY_LAG_SECONDS, OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
+from reactor.metrics import OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
 from reactor.store.base import JournalEntry, Store
 
 Key = tuple[str, str]
@@ -285,8 +285,6 @@ class Dispatcher:
             self._done.extend(done_seqs)
             self._flush_wake.set()
             self.units_handled += 1
-            if unit.entries and unit.kind in ("user", "group"):
-                APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
 
     async def _flush_loop(self) -> None:
         while True:

@@ -26,12 +26,12 @@ from reactor.config import Settings
 from reactor.dispatcher import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
 from reactor.graph.reader import GraphReader, GroupsDelta
-from reactor.metrics import DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
+from reactor.metrics import APPLY_LAG_SECONDS, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.scim.apply import apply_operations
 from reactor.scim.client import AskCodyClient
 from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
 from reactor.sync.model import EntraUser, ScimUser, UserFacts
-from reactor.sync.operations import DeleteUser, EnsureGroup, Operation, as_json, describe
+from reactor.sync.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
 from reactor.sync.planner import plan_user, user_attributes
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
@@ -76,10 +76,16 @@ class SyncEngine:
     async def handle(self, unit: WorkUnit) -> None:
         cause = _cause(unit)
         if unit.kind == "user":
+            from_reconcile = all(isinstance(e.payload, dict) and e.payload.get("reconcile") for e in unit.entries)
             for uid in unit.object_ids:
-                await self.sync_user(uid, cause=cause, seqs=[e.seq for e in unit.entries])
+                applied = await self.sync_user(uid, cause=cause, seqs=[e.seq for e in unit.entries])
+                if applied and from_reconcile:
+                    RECONCILE_DRIFT.inc(len(applied))
+                elif applied and unit.entries:
+                    # From the (oldest) notification's receipt to the change applied in AskCody.
+                    APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
         elif unit.kind == "group":
-            await self.groups_round(cause=cause)
+            await self.groups_round(cause=cause, received_at=unit.oldest_received_at)
         elif unit.kind == "reconcile":
             await self.reconcile(cause=cause)
         elif unit.kind == "lifecycle":
@@ -110,7 +116,7 @@ class SyncEngine:
         return UserPlan(entra_id, facts, current, ops)
 
     async def _current(self, entra_id: str, user: EntraUser | None, mapping: ObjectMapping | None) -> ScimUser | None:
-        if mapping is not None:
+        if mapping is not None and mapping.scim_id:
             try:
                 return await self.scim.get_user(mapping.scim_id)
             except NotFoundError:
@@ -121,7 +127,20 @@ class SyncEngine:
         )
         if found is not None:
             await self.store.put_mapping(ObjectMapping("user", entra_id, found.id, {}, time.time()))
+        elif mapping is not None and not mapping.scim_id:
+            await self.store.delete_mapping("user", entra_id)  # the create it announced never happened
         return found
+
+    def readable(self, op: Operation, who: str) -> str:
+        """``describe(op)`` with the user's name and the AskCody group name in place of Entra ids."""
+        text = describe(op)
+        user_id = entra_user_of(op)
+        if user_id and who:
+            text = text.replace(f"user {user_id}", f"user {who}")
+        for g in self.settings.groups:
+            if g.id in text:
+                text = text.replace(f"group {g.id}", f"group {g.askcody_group or g.id!r}")
+        return text
 
     async def _ensure_groups(self, wanted: Sequence[EnsureGroup]) -> dict[str, str]:
         """The known AskCody groups, after creating the ``wanted`` ones that are missing.
@@ -152,6 +171,11 @@ class SyncEngine:
             return []
         known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)])
         operations = [op for op in plan.operations if not isinstance(op, EnsureGroup)]
+        if plan.current is None and any(isinstance(op, CreateUser) for op in operations):
+            # A mapping without SCIM id, written before the create: when the create's outcome is
+            # unknown (answer lost, retries spent, process killed) and the user leaves scope before
+            # the next attempt, the next plan still looks for it in AskCody and deprovisions it.
+            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, "", {"pending": "create"}, time.time()))
         result = await apply_operations(self.scim, operations, group_ids=known)
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:
@@ -163,8 +187,9 @@ class SyncEngine:
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, _applied_state(plan), time.time()))
         who = (plan.facts.user.user_principal_name if plan.facts.user else "") or plan.entra_id
         for op in result.applied:
-            log.event("scim_applied", entra_id=plan.entra_id, operation=describe(op), cause=cause, journal_seqs=list(seqs))
-            await self.store.record_change(AppliedChange(time.time(), plan.entra_id, describe(op), cause, who))
+            text = self.readable(op, who)
+            log.event("scim_applied", entra_id=plan.entra_id, operation=text, cause=cause, journal_seqs=list(seqs))
+            await self.store.record_change(AppliedChange(time.time(), plan.entra_id, text, cause, who))
         if not result.failures:
             return list(result.applied)
         errors = list(result.failures.values())
@@ -186,11 +211,11 @@ class SyncEngine:
         return list(result.applied)
 
     # groups ---------------------------------------------------------------------------------------
-    async def groups_round(self, *, cause: str) -> set[str]:
+    async def groups_round(self, *, cause: str, received_at: float | None = None) -> set[str]:
         """One groups-delta round: store membership changes, queue the affected users. Returns them."""
         delta = await self.reader.groups_delta()
         affected = await self._store_group_changes(delta)
-        await self._queue_users(affected, f"{cause}; groups delta")
+        await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at)
         return affected
 
     async def _store_group_changes(self, delta: GroupsDelta) -> set[str]:
@@ -224,12 +249,19 @@ class SyncEngine:
                     affected |= old ^ new
         return affected
 
-    async def _queue_users(self, user_ids: Iterable[str], cause: str) -> None:
+    async def _queue_users(
+        self, user_ids: Iterable[str], cause: str, *, received_at: float | None = None, reconcile: bool = False
+    ) -> None:
+        """Journal user work. ``received_at`` carries the group notification's receipt time, so the
+        apply lag is measured from it; ``reconcile`` marks drift found by a reconcile."""
         ids = sorted(set(user_ids))
         if not ids:
             return
-        now = time.time()
-        items = [JournalItem("user", uid, now, {"cause": cause}, change_type="resync") for uid in ids]
+        at = received_at if received_at is not None else time.time()
+        payload: dict[str, Any] = {"cause": cause}
+        if reconcile:
+            payload["reconcile"] = True
+        items = [JournalItem("user", uid, at, payload, change_type="resync") for uid in ids]
         if self.enqueue is not None:
             await self.enqueue(items)
         else:
@@ -263,8 +295,7 @@ class SyncEngine:
                 affected |= known
             else:
                 affected |= {u.id for u in udelta.users if u.id in known}
-            await self._queue_users(affected, cause)
-            RECONCILE_DRIFT.inc(0)
+            await self._queue_users(affected, cause, reconcile=True)
             self.last_reconcile_at = time.time()
             self.last_reconcile_error = None
             log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or gdelta.full)
@@ -308,10 +339,9 @@ class SyncEngine:
         failures: list[BaseException] = []
         for p in plans:
             try:
-                await self.apply(p, cause=cause)
+                RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
             except ReactorError as exc:
                 failures.append(exc)
-        RECONCILE_DRIFT.inc(sum(len(p.operations) for p in plans))
         if failures:
             raise failures[0]
         return plans

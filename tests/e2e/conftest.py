@@ -6,14 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tenant_names import PROVIDER, RECEPTION, ROLE
 
 from reactor import log, retry
 from reactor.demo.stack import Stack, local_stack
 from reactor.graphsim import GraphSimulator
-
-ROLE = "Facility Management"
-RECEPTION = "Reception Copenhagen"
-PROVIDER = "Catering"
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import PROVIDER, RECEPTION, ROLE
+from tenant_names import PROVIDER, RECEPTION, ROLE
 
 from reactor.demo.stack import Stack
 from reactor.graphsim import GraphSimulator

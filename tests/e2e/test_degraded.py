@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import ROLE
+from tenant_names import ROLE
 
 from reactor.demo.stack import free_port, local_stack
 from reactor.graphsim import GraphSimulator

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tenant_names import Eventually, StackFactory
 
 from reactor import log, retry
 from reactor.demo.stack import Stack, local_stack
@@ -18,8 +19,6 @@ from reactor.graphsim import GraphSimulator
 
 GROUPS = {"Facility Management": "role", "Reception Copenhagen": "reception"}
 
-Eventually = Callable[[Callable[[], Awaitable[bool]], str], Awaitable[None]]
-StackFactory = Callable[..., Any]
 
 
 @pytest.fixture(autouse=True)

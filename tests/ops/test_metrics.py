@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
-from conftest import Eventually, StackFactory
 from faultproxy import fault_proxy
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from scim_server import scim_server
+from tenant_names import Eventually, StackFactory
 
 from reactor.demo.stack import Stack
 

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from conftest import Eventually, StackFactory
 from faultproxy import fault_proxy
 from scim_server import build_application, scim_server
 from servers import free_port, serve_asgi
+from tenant_names import Eventually, StackFactory
 
 
 class Probe:

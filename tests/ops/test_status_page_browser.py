@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
-from conftest import Eventually
+from tenant_names import Eventually
 
 from reactor.demo.stack import Stack
 
