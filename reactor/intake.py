@@ -203,9 +203,11 @@ class Intake:
             return 400, b'body must be a JSON object with a "value" array'
         now = time.time()
         accepted: list[JournalItem] = []
-        self._received[route].inc(len(doc["value"]))
-        for item in doc["value"]:
-            reason, journal_item = await self._check(item, route, now)
+        items = doc["value"]
+        self._received[route].inc(len(items))
+        await self._learn_subscriptions(items)
+        for item in items:
+            reason, journal_item = self._check(item, route, now)
             if journal_item is None:
                 NOTIFICATIONS_REJECTED.labels(route, reason).inc()
                 log.event(
@@ -242,7 +244,16 @@ class Intake:
                 )
         return 202, b""
 
-    async def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalItem | None]:
+    async def _learn_subscriptions(self, items: list[Any]) -> None:
+        """Reload the clientStates once when a batch names a subscription we do not know (yet)."""
+        for item in items:
+            if isinstance(item, dict):
+                sub_id = item.get("subscriptionId")
+                if isinstance(sub_id, str) and 0 < len(sub_id) <= 64 and self.client_states.cached(sub_id) is None:
+                    await self.client_states.get(sub_id)
+                    return
+
+    def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalItem | None]:
         if not isinstance(item, dict):
             return "malformed", None
         sub_id = item.get("subscriptionId")
@@ -251,8 +262,6 @@ class Intake:
         if not isinstance(sub_id, str) or not sub_id or len(sub_id) > 64:
             return "malformed", None
         expected = self.client_states.cached(sub_id)
-        if expected is None:
-            expected = await self.client_states.get(sub_id)
         if expected is None:
             return "unknown_subscription", None
         if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "replace"), expected):

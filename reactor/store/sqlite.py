@@ -104,6 +104,7 @@ class SQLiteStore:
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
         self._open_error: BaseException | None = None
+        self._appends: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
 
     # lifecycle -----------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -250,17 +251,46 @@ class SQLiteStore:
 
     # journal -------------------------------------------------------------------------------------
     async def append(self, items: Sequence[JournalItem]) -> list[int]:
+        """Journal ``items``; the appends of one event-loop iteration go to the writer as one job."""
+        if self._thread is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[int]] = loop.create_future()
         rows = [
             (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload))
             for i in items
         ]
+        self._appends.append((rows, fut))
+        if len(self._appends) == 1:
+            loop.call_soon(self._submit_appends, loop)
+        return await fut
+
+    def _submit_appends(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting, self._appends = self._appends, []
+        rows = [row for job_rows, _ in waiting for row in job_rows]
 
         def job(c: sqlite3.Connection) -> list[int]:
             raise AssertionError("journal appends are inserted by _append_all")
 
         job.journal_rows = rows  # type: ignore[attr-defined]
+        done: asyncio.Future[list[int]] = loop.create_future()
 
-        return await self._call(job)
+        def share(f: asyncio.Future[list[int]]) -> None:
+            error = None if f.cancelled() else f.exception()
+            start = 0
+            for job_rows, fut in waiting:
+                if fut.done():
+                    continue
+                if f.cancelled():
+                    fut.cancel()
+                elif error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(f.result()[start : start + len(job_rows)])
+                start += len(job_rows)
+
+        done.add_done_callback(share)
+        self._jobs.put((job, loop, done))
 
     async def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[JournalEntry]:
         def job(c: sqlite3.Connection) -> list[JournalEntry]:
