@@ -77,15 +77,22 @@ class SyncEngine:
         cause = _cause(unit)
         if unit.kind == "user":
             from_reconcile = all(isinstance(e.payload, dict) and e.payload.get("reconcile") for e in unit.entries)
+            # The journal entries behind this work, and those of the group notifications that queued it.
+            seqs = sorted(
+                {e.seq for e in unit.entries}
+                | {int(s) for e in unit.entries if isinstance(e.payload, dict) for s in e.payload.get("caused_by", ())}
+            )
             for uid in unit.object_ids:
-                applied = await self.sync_user(uid, cause=cause, seqs=[e.seq for e in unit.entries])
+                applied = await self.sync_user(uid, cause=cause, seqs=seqs)
                 if applied and from_reconcile:
                     RECONCILE_DRIFT.inc(len(applied))
                 elif applied and unit.entries:
                     # From the (oldest) notification's receipt to the change applied in AskCody.
                     APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
         elif unit.kind == "group":
-            await self.groups_round(cause=cause, received_at=unit.oldest_received_at)
+            await self.groups_round(
+                cause=cause, received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]
+            )
         elif unit.kind == "reconcile":
             await self.reconcile(cause=cause)
         elif unit.kind == "lifecycle":
@@ -211,11 +218,13 @@ class SyncEngine:
         return list(result.applied)
 
     # groups ---------------------------------------------------------------------------------------
-    async def groups_round(self, *, cause: str, received_at: float | None = None) -> set[str]:
+    async def groups_round(
+        self, *, cause: str, received_at: float | None = None, caused_by: Sequence[int] = ()
+    ) -> set[str]:
         """One groups-delta round: store membership changes, queue the affected users. Returns them."""
         delta = await self.reader.groups_delta()
         affected = await self._store_group_changes(delta)
-        await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at)
+        await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
         return affected
 
     async def _store_group_changes(self, delta: GroupsDelta) -> set[str]:
@@ -250,7 +259,13 @@ class SyncEngine:
         return affected
 
     async def _queue_users(
-        self, user_ids: Iterable[str], cause: str, *, received_at: float | None = None, reconcile: bool = False
+        self,
+        user_ids: Iterable[str],
+        cause: str,
+        *,
+        received_at: float | None = None,
+        reconcile: bool = False,
+        caused_by: Sequence[int] = (),
     ) -> None:
         """Journal user work. ``received_at`` carries the group notification's receipt time, so the
         apply lag is measured from it; ``reconcile`` marks drift found by a reconcile."""
@@ -261,6 +276,8 @@ class SyncEngine:
         payload: dict[str, Any] = {"cause": cause}
         if reconcile:
             payload["reconcile"] = True
+        if caused_by:
+            payload["caused_by"] = list(caused_by)[:100]
         items = [JournalItem("user", uid, at, payload, change_type="resync") for uid in ids]
         if self.enqueue is not None:
             await self.enqueue(items)
