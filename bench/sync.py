@@ -1,0 +1,248 @@
+"""Sync benchmark, two parts measured in one run:
+
+(a) bulk add: N users (default 10,000) already in the tenant are added to one group in scope while
+    the reactor runs (simulator → notifications → groups delta → one unit per user → SCIM). AskCody is
+    scim2-server behind a proxy that enforces its limit (a token bucket of ``--askcody-limit`` req/s,
+    429 + ``Retry-After: 1`` beyond it); the reactor runs with ``askcody.max_requests_per_second``.
+    Prints the wall time against the bound N creates / rate, the SCIM requests by method and per
+    user, and the 429s seen.
+
+(b) full sync: the initial users-delta round of M users (default 100,000) read with
+    ``GraphReader.users_delta`` over HTTP from a simulator running in its own process (so that its CPU
+    is not counted). Prints the reader's CPU seconds (``time.process_time``), the shares in
+    ``orjson.loads``, ``parse_user`` and the delta accumulator (the rest: HTTP, SDK adapter, paging),
+    and the peak RSS (``resource.getrusage``) against the RSS before the round.
+
+    python bench/sync.py [--users 10000] [--users-full 100000] [--rate 25] [--only a|b]
+
+(a) is bound by the rate: 10,000 users at 25 req/s take at least 400 s, more with the lookups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from faultproxy import FaultProxy, ProxiedRequest, fault_proxy  # noqa: E402
+from scim_server import scim_server  # noqa: E402
+
+from reactor import log  # noqa: E402
+from reactor.config import GraphSettings, Secret, Settings, with_overrides  # noqa: E402
+from reactor.demo.stack import Stack, local_stack  # noqa: E402
+from reactor.graph import client as graph_client  # noqa: E402
+from reactor.graph import reader as graph_reader  # noqa: E402
+from reactor.graph.client import GraphClient  # noqa: E402
+from reactor.graph.reader import GraphReader  # noqa: E402
+from reactor.graphsim import GraphSimulator  # noqa: E402
+from reactor.ratelimit import TokenBucket  # noqa: E402
+from reactor.store import SQLiteStore  # noqa: E402
+
+T = TypeVar("T")
+TOKEN = "sim-token"
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# (a) bulk add --------------------------------------------------------------------------------------
+
+
+def askcody_limit(proxy: FaultProxy, rate: float) -> None:
+    """Make the proxy answer 429 (Retry-After: 1) to every request beyond ``rate`` per second."""
+    bucket = TokenBucket(rate)
+
+    def over(_: ProxiedRequest) -> bool:
+        return not bucket.try_acquire()
+
+    proxy.fail(429, times=10**12, when=over, headers={"Retry-After": "1"}, detail="rate limit")
+
+
+@contextlib.asynccontextmanager
+async def bulk_stack(
+    n: int, rate: float, limit: float, tmp: Path
+) -> AsyncIterator[tuple[Stack, FaultProxy, Any, str, list[str]]]:
+    sim = GraphSimulator(token=TOKEN)
+    group = sim.add_group(display_name="Bench group")
+    users = [
+        sim.add_user(user_principal_name=f"u{i:06d}@contoso.com", display_name=f"User {i}", given_name="User",
+                     surname=f"{i:06d}", mail=f"u{i:06d}@contoso.com", employee_org_data={"costCenter": "CC-1"})
+        for i in range(n)
+    ]
+    async with scim_server() as server, fault_proxy(server.url) as proxy:
+        askcody_limit(proxy, limit)
+        async with local_stack(
+            sim, {group: ("Bench group", "role")}, tmp / "reactor.db", scim_url=proxy.url, scim_token=server.token,
+            askcody={"max_requests_per_second": rate}, sync={"reconcile_interval_seconds": 86_400.0},
+        ) as stack:
+            yield stack, proxy, server, group, users
+
+
+async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def bulk_add(n: int, rate: float, limit: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp_s:
+        async with bulk_stack(n, rate, limit, Path(tmp_s)) as (stack, proxy, server, group, users):
+            sim = stack.sim
+            await wait_for(lambda: len(sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None, 60, "start-up")
+            await wait_for(lambda: stack.service.dispatcher.depth == 0, 60, "start-up reconcile")
+            requests_before, faulted_before, calls_before = proxy.requests.copy(), sum(proxy.faulted.values()), sim.calls.copy()
+
+            def members() -> int:
+                found = server.resources("Group")
+                return len(found[0].members or []) if found else 0
+
+            started = time.monotonic()
+            for uid in users:
+                sim.add_member(group, uid)
+            await wait_for(lambda: members() == n and stack.service.dispatcher.depth == 0, n / rate * 8 + 120, "all members")
+            wall = time.monotonic() - started
+
+            sent = proxy.requests - requests_before
+            by_method = Counter[str]()
+            for (method, _), count in sent.items():
+                by_method[method] += count
+            total = sum(by_method.values())
+            throttled = sum(proxy.faulted.values()) - faulted_before
+            graph = sim.calls - calls_before
+            dead = len(await stack.service.store.dead_letters())
+    bound = n / rate
+    print(f"(a) {n} users added to one group, reactor at {rate:g} req/s, AskCody limit {limit:g} req/s")
+    print(f"    wall time              {wall:9.1f} s")
+    print(f"    bound (creates / rate) {bound:9.1f} s   wall / bound = {wall / bound:.2f}")
+    print(f"    SCIM requests          {total:9d}     ({', '.join(f'{m} {c}' for m, c in sorted(by_method.items()))})")
+    print(f"    SCIM requests per user {total / n:9.2f}     bound by all requests: {total / rate:.1f} s, wall / that = "
+          f"{wall / (total / rate):.2f}")
+    print(f"    effective rate         {total / wall:9.1f} req/s")
+    print(f"    429s seen              {throttled:9d}     dead letters: {dead}")
+    print(f"    Graph calls            {dict(sorted(graph.items()))}")
+    print(f"    AskCody users          {len(server.resources('User'))}, group members {n}")
+
+
+# (b) full users-delta round ------------------------------------------------------------------------
+
+
+class Timed:
+    """Wraps functions to add up the CPU seconds spent in them (``time.process_time``)."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: Counter[str] = Counter()
+
+    def wrap(self, name: str, fn: Callable[..., T]) -> Callable[..., T]:
+        def timed(*args: Any, **kwargs: Any) -> T:
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.process_time() - t
+                self.calls[name] += 1
+
+        return timed
+
+
+@contextlib.contextmanager
+def simulator_process(users: int, tmp: Path) -> Any:
+    seed_file = tmp / "seed.json"
+    with seed_file.open("wb") as out:  # written user by user: the bench's own peak RSS stays clean
+        out.write(b'{"users": [')
+        for i in range(users):
+            user = {
+                "id": f"{i:08d}-0000-4000-8000-000000000000", "user_principal_name": f"u{i:06d}@contoso.com",
+                "display_name": f"User {i}", "given_name": "User", "surname": f"{i:06d}", "mail": f"u{i:06d}@contoso.com",
+                "employee_org_data": {"costCenter": f"CC-{i % 50}"},
+            }
+            out.write((b"," if i else b"") + orjson.dumps(user))
+        out.write(b"]}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor.graphsim", "--token", TOKEN, "--seed-file", str(seed_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError("the simulator did not start")
+        yield base_url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def full_round(users: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp_s, simulator_process(users, Path(tmp_s)) as (base_url, _):
+        settings = with_overrides(Settings(), graph={"base_url": base_url, "token": Secret(TOKEN)})
+        store = SQLiteStore(str(Path(tmp_s) / "reactor.db"))
+        await store.open()
+        timed = Timed()
+        graph_client.orjson = types.SimpleNamespace(  # type: ignore[attr-defined,assignment]
+            loads=timed.wrap("orjson.loads", orjson.loads), dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError)
+        graph_reader.parse_user = timed.wrap("parse_user", graph_reader.parse_user)
+        graph_reader._UserAcc.add = timed.wrap("delta accumulator", graph_reader._UserAcc.add)  # type: ignore[method-assign]
+        client = GraphClient(GraphSettings(base_url=base_url, token=Secret(TOKEN)))
+        try:
+            reader = GraphReader(client, settings, store)
+            await reader.get_user("00000000-0000-4000-8000-000000000000")  # warm up: imports, connection
+            rss_before = rss_mib()
+            cpu, wall = time.process_time(), time.monotonic()
+            delta = await reader.users_delta()
+            cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+            rss_after = rss_mib()
+        finally:
+            await client.aclose()
+            await store.close()
+    assert delta.full and len(delta.users) == users, (delta.full, len(delta.users))
+    pages = timed.calls["orjson.loads"]
+    print(f"(b) full users-delta round of {users} users over HTTP ({pages} pages), simulator in its own process")
+    print(f"    wall time              {wall:9.2f} s")
+    print(f"    reader CPU             {cpu:9.2f} s   ({cpu / users * 1e6:.1f} us per user)")
+    rest = cpu
+    for name in ("orjson.loads", "parse_user", "delta accumulator"):
+        share = timed.seconds[name]
+        rest -= share
+        print(f"      {name:20} {share:9.2f} s   {share / cpu:6.1%}")
+    print(f"      {'HTTP, SDK, paging':20} {rest:9.2f} s   {rest / cpu:6.1%}")
+    print(f"    peak RSS               {rss_after:9.1f} MiB (before the round: {rss_before:.1f} MiB, "
+          f"+{(rss_after - rss_before) * 1024 / users:.2f} KiB per user)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=10_000, help="users added to the group in (a)")
+    ap.add_argument("--users-full", type=int, default=100_000, help="users in the full round of (b)")
+    ap.add_argument("--rate", type=float, default=25.0, help="askcody.max_requests_per_second of the reactor")
+    ap.add_argument("--askcody-limit", type=float, default=None, help="AskCody's limit in req/s (default: --rate)")
+    ap.add_argument("--only", choices=("a", "b"), help="run one part")
+    args = ap.parse_args()
+    log.configure("error")
+    # (b) first: its peak RSS is then not inflated by (a)'s in-process tenant and stack.
+    if args.only in (None, "b"):
+        asyncio.run(full_round(args.users_full))
+    if args.only in (None, "a"):
+        asyncio.run(bulk_add(args.users, args.rate, args.askcody_limit or args.rate))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Helpers of the end-to-end tests: polling with a deadline, tenant shortcuts, and a stack whose SCIM
+traffic goes through the fault proxy to a real scim2-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faultproxy import FaultProxy, fault_proxy
+from scim_server import ScimServer, scim_server
+
+from reactor.demo.stack import Stack, local_stack
+from reactor.graphsim import GraphSimulator
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "AskCody") -> None:
+    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not reach the expected state within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def holds(value: bool) -> bool:
+    return value
+
+
+async def ready(stack: Stack) -> None:
+    """Wait until both subscriptions exist and the start-up reconcile ran."""
+    await eventually(
+        lambda: holds(len(stack.sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None), what="the reactor"
+    )
+    await idle(stack)
+
+
+async def idle(stack: Stack, timeout: float = 15.0) -> None:
+    """Wait until the reactor has nothing pending or in flight and the simulator nothing to deliver."""
+
+    async def quiet() -> bool:
+        count, _ = await stack.service.store.backlog()
+        return stack.sim.delivery.pending == 0 and stack.service.dispatcher.depth == 0 and count == 0
+
+    await eventually(quiet, timeout, what="the reactor's backlog")
+
+
+def add_user(sim: GraphSimulator, name: str, **kw: Any) -> str:
+    fields: dict[str, Any] = {
+        "display_name": name.title(), "given_name": name.title(), "surname": "Tester",
+        "mail": f"{name}@contoso.com", "employee_org_data": {"costCenter": "CC-100"},
+    }
+    fields.update(kw)
+    return sim.add_user(user_principal_name=f"{name}@contoso.com", **fields)
+
+
+async def member_of(stack: Stack, group: str, uid: str) -> bool:
+    return uid in (await stack.askcody_groups()).get(group, set())
+
+
+async def all_users(stack: Stack) -> list[dict[str, Any]]:
+    """Every user scim2-server holds."""
+    async with stack.scim_client() as c:
+        r = await c.get("/Users", params={"count": "1000"})
+        r.raise_for_status()
+        users: list[dict[str, Any]] = r.json().get("Resources", [])
+        return users
+
+
+async def matches(stack: Stack, sim: GraphSimulator, expected: Mapping[str, set[str]], active: Mapping[str, bool]) -> bool:
+    """AskCody holds exactly one user per Entra id in ``active`` with Entra's attributes and that
+    ``active`` flag, and the AskCody groups in ``expected`` have exactly those members."""
+    groups = await stack.askcody_groups()
+    if any(groups.get(name, set()) != members for name, members in expected.items()):
+        return False
+    users = await all_users(stack)
+    by_ext: dict[str, list[dict[str, Any]]] = {}
+    for u in users:
+        by_ext.setdefault(str(u.get("externalId")), []).append(u)
+    for uid, want_active in active.items():
+        found = by_ext.get(uid, [])
+        if len(found) != 1 or found[0].get("active") is not want_active:
+            return False
+        entra = sim.get_user(uid)
+        if entra is not None and found[0].get("userName") != entra["userPrincipalName"]:
+            return False
+        if entra is not None and found[0].get("displayName") != entra.get("displayName"):
+            return False
+    return True
+
+
+@dataclass
+class Proxied:
+    """A stack whose SCIM requests go through ``proxy`` to ``server``; ``direct`` reads scim2-server
+    without the proxy (so that the test's own reads neither meet faults nor count)."""
+
+    stack: Stack
+    proxy: FaultProxy
+    server: ScimServer
+    direct: Stack
+
+    def writes(self) -> dict[tuple[str, str], int]:
+        """SCIM writes seen by the proxy, by (method, path)."""
+        return {k: n for k, n in self.proxy.requests.items() if k[0] != "GET"}
+
+
+@contextlib.asynccontextmanager
+async def proxied_stack(
+    sim: GraphSimulator, groups: Mapping[str, tuple[str, str]], store_path: Path, **overrides: Mapping[str, Any]
+) -> AsyncIterator[Proxied]:
+    """scim2-server, the fault proxy in front of it, and the reactor and simulator around them."""
+    async with scim_server() as server, fault_proxy(server.url) as proxy:
+        running = local_stack(sim, groups, store_path, scim_url=proxy.url, scim_token=server.token, **overrides)  # type: ignore[arg-type]
+        async with running as stack:
+            yield Proxied(stack, proxy, server, dataclasses.replace(stack, scim_url=server.url))
