@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 _KEEP_CHANGES = 1000
+_CHECKPOINT_EVERY = 2000
 
 
 class SQLiteStore:
@@ -136,6 +137,8 @@ class SQLiteStore:
             if str(mode).lower() != "wal":
                 raise StoreError(f"SQLite refused WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
+        # Checkpoints run when the writer is idle (see _run), not inside a commit that callers wait for.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(SCHEMA)
         return conn
 
@@ -147,9 +150,15 @@ class SQLiteStore:
             self._opened.set()
             return
         self._opened.set()
+        commits = 0
         try:
             while True:
-                first = self._jobs.get()
+                try:
+                    first = self._jobs.get(timeout=0.2 if commits else None)
+                except queue.Empty:
+                    self._checkpoint(conn)
+                    commits = 0
+                    continue
                 if first is None:
                     return
                 batch = [first]
@@ -164,10 +173,25 @@ class SQLiteStore:
                         break
                     batch.append(nxt)
                 self._run_batch(conn, batch)
+                commits += 1
+                if commits >= _CHECKPOINT_EVERY:
+                    # Never idle: keep the WAL bounded anyway.
+                    self._checkpoint(conn)
+                    commits = 0
                 if stop:
                     return
         finally:
+            if commits:
+                self._checkpoint(conn)
             conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        if self.path == ":memory:":
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # tried again at the next idle moment
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[bool, Any]] = []
