@@ -94,31 +94,66 @@ async def bulk_stack(
             yield stack, proxy, server, group, users
 
 
-async def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+def upstream_timer(proxy: FaultProxy) -> defaultdict[str, float]:
+    """Add up the seconds scim2-server takes to answer, per request kind (it shares this process)."""
+    spent: defaultdict[str, float] = defaultdict(float)
+    forward = proxy._forward
+
+    async def timed(request: ProxiedRequest, headers: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await forward(request, headers)
+        finally:
+            kind = request.path.split("/")[1] + ("/{id}" if request.path.count("/") > 1 else "")
+            spent[f"{request.method} /{kind}"] += time.perf_counter() - t
+            spent[f"{request.method} /{kind} #"] += 1
+
+    proxy._forward = timed  # type: ignore[method-assign,assignment]
+    return spent
+
+
+async def wait_for(check: Callable[[], bool], timeout: float, what: str, progress: Callable[[], str] | None = None) -> bool:
+    """Poll ``check`` until it holds (True) or ``timeout`` passes (False); print ``progress()`` every 30 s."""
+    started = time.monotonic()
+    shown = started
     while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
+        now = time.monotonic()
+        if now - started > timeout:
+            print(f"    {what} not reached within {timeout:.0f} s", flush=True)
+            return False
+        if progress is not None and now - shown >= 30:
+            shown = now
+            print(f"    ... {now - started:6.0f} s: {progress()}", file=sys.stderr, flush=True)
         await asyncio.sleep(0.2)
+    return True
 
 
-async def bulk_add(n: int, rate: float, limit: float) -> None:
+async def bulk_add(n: int, rate: float, limit: float, timeout: float | None) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         async with bulk_stack(n, rate, limit, Path(tmp_s)) as (stack, proxy, server, group, users):
             sim = stack.sim
             await wait_for(lambda: len(sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None, 60, "start-up")
             await wait_for(lambda: stack.service.dispatcher.depth == 0, 60, "start-up reconcile")
             requests_before, faulted_before, calls_before = proxy.requests.copy(), sum(proxy.faulted.values()), sim.calls.copy()
+            upstream = upstream_timer(proxy)
 
             def members() -> int:
                 found = server.resources("Group")
                 return len(found[0].members or []) if found else 0
 
-            started = time.monotonic()
+            def progress() -> str:
+                sent = sum((proxy.requests - requests_before).values())
+                return f"{members()} of {n} members, {sent} SCIM requests"
+
+            started, cpu = time.monotonic(), time.process_time()
             for uid in users:
                 sim.add_member(group, uid)
-            await wait_for(lambda: members() == n and stack.service.dispatcher.depth == 0, n / rate * 8 + 120, "all members")
-            wall = time.monotonic() - started
+            limit_s = timeout if timeout is not None else n / rate * 20 + 300
+            complete = await wait_for(
+                lambda: members() == n and stack.service.dispatcher.depth == 0, limit_s, "all members", progress
+            )
+            wall, cpu = time.monotonic() - started, time.process_time() - cpu
+            done = members()
 
             sent = proxy.requests - requests_before
             by_method = Counter[str]()
@@ -129,16 +164,22 @@ async def bulk_add(n: int, rate: float, limit: float) -> None:
             graph = sim.calls - calls_before
             dead = len(await stack.service.store.dead_letters())
     bound = n / rate
-    print(f"(a) {n} users added to one group, reactor at {rate:g} req/s, AskCody limit {limit:g} req/s")
+    print(f"(a) {n} users added to one group, reactor at {rate:g} req/s, AskCody limit {limit:g} req/s"
+          + ("" if complete else f"  -- INCOMPLETE: {done} of {n} members after {wall:.0f} s"))
     print(f"    wall time              {wall:9.1f} s")
     print(f"    bound (creates / rate) {bound:9.1f} s   wall / bound = {wall / bound:.2f}")
     print(f"    SCIM requests          {total:9d}     ({', '.join(f'{m} {c}' for m, c in sorted(by_method.items()))})")
-    print(f"    SCIM requests per user {total / n:9.2f}     bound by all requests: {total / rate:.1f} s, wall / that = "
-          f"{wall / (total / rate):.2f}")
+    print(f"    SCIM requests per user {total / max(done, 1):9.2f}     bound by all requests: {total / rate:.1f} s, "
+          f"wall / that = {wall / (total / rate):.2f}")
     print(f"    effective rate         {total / wall:9.1f} req/s")
     print(f"    429s seen              {throttled:9d}     dead letters: {dead}")
     print(f"    Graph calls            {dict(sorted(graph.items()))}")
-    print(f"    AskCody users          {len(server.resources('User'))}, group members {n}")
+    print(f"    process CPU            {cpu:9.1f} s   (reactor, simulator and scim2-server share this process)")
+    answered = sum(v for k, v in upstream.items() if not k.endswith("#"))
+    print(f"    scim2-server latency   {answered:9.1f} s   (summed over concurrent requests) of which:")
+    for kind in sorted(k for k in upstream if not k.endswith("#")):
+        times = upstream[kind + " #"]
+        print(f"      {kind:22} {times:6.0f} x {upstream[kind] / times * 1000:7.1f} ms = {upstream[kind]:7.1f} s")
 
 
 # (b) full users-delta round ------------------------------------------------------------------------
@@ -235,13 +276,14 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=25.0, help="askcody.max_requests_per_second of the reactor")
     ap.add_argument("--askcody-limit", type=float, default=None, help="AskCody's limit in req/s (default: --rate)")
     ap.add_argument("--only", choices=("a", "b"), help="run one part")
+    ap.add_argument("--timeout", type=float, default=None, help="give (a) up after this many seconds (default: 20 x bound + 300)")
     args = ap.parse_args()
     log.configure("error")
     # (b) first: its peak RSS is then not inflated by (a)'s in-process tenant and stack.
     if args.only in (None, "b"):
         asyncio.run(full_round(args.users_full))
     if args.only in (None, "a"):
-        asyncio.run(bulk_add(args.users, args.rate, args.askcody_limit or args.rate))
+        asyncio.run(bulk_add(args.users, args.rate, args.askcody_limit or args.rate, args.timeout))
 
 
 if __name__ == "__main__":
