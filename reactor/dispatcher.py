@@ -72,6 +72,7 @@ class Dispatcher:
         retry_base_seconds: float = 1.0,
         retry_max_seconds: float = 60.0,
         done_flush_seconds: float = 0.05,
+        batch_settle_seconds: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -81,6 +82,7 @@ class Dispatcher:
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
         self.done_flush_seconds = done_flush_seconds
+        self.batch_settle_seconds = batch_settle_seconds
         self.clock = clock
         self._pending: dict[Key, _Pending] = {}
         self._ready: deque[Key] = deque()
@@ -123,6 +125,9 @@ class Dispatcher:
 
     def _make_ready(self, key: Key, p: _Pending) -> None:
         if key[0] in self.batch_kinds:
+            if key not in self._batch_keys[key[0]] and not p.not_before:
+                # Let a trickle of notifications gather for a moment: one round then serves them all.
+                p.not_before = self.clock() + self.batch_settle_seconds
             self._batch_keys[key[0]].add(key)
             return
         if key in self._queued or key in self._busy or p.not_before > self.clock():
@@ -201,9 +206,10 @@ class Dispatcher:
         for kind, keys in self._batch_keys.items():
             if kind in self._busy_kinds or not keys:
                 continue
-            due = [k for k in keys if self._pending[k].not_before <= now]
-            if not due:
+            if not any(self._pending[k].not_before <= now for k in keys):
                 continue
+            # One round serves every object of the kind: take all but those backing off after a failure.
+            due = [k for k in keys if self._pending[k].not_before <= now or not self._pending[k].failures]
             self._busy_kinds.add(kind)
             return self._unit(kind, due), None
         while self._ready:

@@ -15,6 +15,7 @@ from reactor.dispatcher import WorkUnit
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader
 from reactor.ratelimit import TokenBucket
+from reactor.retry import RetryPolicy
 from reactor.scim.client import AskCodyClient
 from reactor.service import Service
 from reactor.store.base import JournalItem, Store
@@ -40,9 +41,10 @@ class Clients:
 
 
 def build_clients(settings: Settings, store: Store) -> Clients:
-    graph = GraphClient(settings.graph)
+    policy = RetryPolicy.from_settings(settings.sync)
+    graph = GraphClient(settings.graph, retry=policy)
     reader = GraphReader(graph, settings, store)
-    scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second))
+    scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second), retry_policy=policy)
     return Clients(graph, reader, scim)
 
 
