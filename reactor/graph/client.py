@@ -5,7 +5,9 @@ The SDK gives us authentication, its middleware and ``ODataError``; responses ar
 5 ms per user. The SDK's retry middleware is switched off (it retries POSTs blindly, and a retried
 ``POST /subscriptions`` can duplicate a subscription); retries follow the project's one policy,
 :mod:`reactor.retry` (target ``graph``): reads (GET) and idempotent writes (PATCH, DELETE) are
-retried, POSTs only when the caller says so.
+retried, POSTs only when the caller says so. A ``Retry-After`` holds back every request of the
+client, not just the one retried: Graph throttles the application, so the other workers wait too
+(at most the retry horizon; not in ``retry.TESTING``).
 
 Every failure is mapped into :mod:`reactor.errors`:
 
@@ -21,6 +23,7 @@ Every failure is mapped into :mod:`reactor.errors`:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -40,6 +43,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
+from reactor import retry as retry_mod
 from reactor.config import GraphSettings
 from reactor.errors import (
     ConflictError,
@@ -148,6 +152,7 @@ class GraphClient:
         self.base_url = settings.base_url.rstrip("/")
         self.retry = retry
         self._clock = clock
+        self._paused_until = 0.0
         self._origin = self._origin_of(self.base_url)
         auth, self._owned_credential = build_auth_provider(settings, credential)
         self._own_http = http_client is None
@@ -180,11 +185,17 @@ class GraphClient:
         info.headers.try_add("Accept", "application/json")
         if body is not None:
             info.set_stream_content(orjson.dumps(body), "application/json")
+        paused = self._paused_until - time.monotonic()
+        if paused > 0 and not retry_mod.TESTING:
+            await asyncio.sleep(paused)  # Graph asked us to hold back (Retry-After), not a wait for work
         try:
             raw = await self.adapter.send_primitive_async(info, "bytes", ERROR_MAP)
         except APIError as exc:
             mapped = map_api_error(exc, method=method.value, url=url, now=self._clock())
             GRAPH_CALLS.labels(operation, _outcome(mapped)).inc()
+            if isinstance(mapped, ThrottledError) and mapped.retry_after:
+                until = time.monotonic() + min(mapped.retry_after, self.retry.horizon)
+                self._paused_until = max(self._paused_until, until)
             raise mapped from None
         except (httpx.TimeoutException, httpx.TransportError, ServiceRequestError, ServiceResponseError) as exc:
             GRAPH_CALLS.labels(operation, "transient").inc()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
@@ -54,6 +54,8 @@ class UsersDelta:
 
     users: list[EntraUser]
     full: bool
+    links: dict[str, str] = field(default_factory=dict)
+    """Store meta key → the round's new deltaLink; kept by :meth:`GraphReader.commit`."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class GroupsDelta:
 
     groups: dict[str, GroupChange]
     full: bool
+    links: dict[str, str] = field(default_factory=dict)
+    """Store meta key → the round's new deltaLink; kept by :meth:`GraphReader.commit`."""
 
 
 def _text(value: Any) -> str | None:
@@ -281,9 +285,11 @@ class GraphReader:
         raise DeltaTokenExpired(f"Graph {operation}: a page had neither @odata.nextLink nor @odata.deltaLink")
 
     async def _round(
-        self, key: str, start: tuple[str, dict[str, str]], new_acc: Callable[[], A], operation: str
-    ) -> tuple[A, bool]:
-        """One delta round for ``key``: resume from its stored link, or start over when there is none or it expired."""
+        self, key: str, start: tuple[str, dict[str, str]], new_acc: Callable[[], A], operation: str, commit: bool
+    ) -> tuple[A, bool, str]:
+        """One delta round for ``key``: resume from its stored link, or start over when there is none
+        or it expired. Returns the pages' content, whether it was a full round, and the new link
+        (stored at once only with ``commit``)."""
         link = await self.store.get_meta(key)
         if link:
             acc = new_acc()
@@ -292,25 +298,36 @@ class GraphReader:
             except DeltaTokenExpired:
                 await self.store.set_meta(key, None)
             else:
-                await self.store.set_meta(key, delta_link)
-                return acc, False
+                if commit:
+                    await self.store.set_meta(key, delta_link)
+                return acc, False, delta_link
         acc = new_acc()
         delta_link = await self._pages(start[0], start[1], acc, operation)
-        await self.store.set_meta(key, delta_link)
-        return acc, True
+        if commit:
+            await self.store.set_meta(key, delta_link)
+        return acc, True, delta_link
 
-    async def users_delta(self) -> UsersDelta:
-        """Changed users since the stored deltaLink (or all users on a full sync), each id once."""
-        acc, full = await self._round(self.users_delta_key, self._users_start(), _UserAcc, "users_delta")
+    async def commit(self, delta: UsersDelta | GroupsDelta) -> None:
+        """Keep the deltaLinks of a round read with ``commit=False``: call it once the changes it
+        reported are durably handled, so that a crash before that reads them again."""
+        for key, link in delta.links.items():
+            await self.store.set_meta(key, link)
+
+    async def users_delta(self, *, commit: bool = True) -> UsersDelta:
+        """Changed users since the stored deltaLink (or all users on a full sync), each id once.
+        With ``commit=False`` the new deltaLink is kept only by :meth:`commit`."""
+        key = self.users_delta_key
+        acc, full, link = await self._round(key, self._users_start(), _UserAcc, "users_delta", commit)
         users = [parse_user(obj, self.cost_center_source) for obj in acc.objects.values()]
-        return UsersDelta(users=users, full=full)
+        return UsersDelta(users=users, full=full, links={key: link})
 
-    async def groups_delta(self, group_ids: Iterable[str] | None = None) -> GroupsDelta:
+    async def groups_delta(self, group_ids: Iterable[str] | None = None, *, commit: bool = True) -> GroupsDelta:
         """Changes of the groups in scope (default: the configured ones), in chunks of at most 50 ids.
 
         ``full`` is all or nothing: when any chunk has no stored link or its link expired, every chunk
         starts over, so that a full result is the whole state of every group in scope (a group in
-        scope missing from it does not exist).
+        scope missing from it does not exist). With ``commit=False`` the new deltaLinks are kept
+        only by :meth:`commit`.
         """
         ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
         parts = chunks(ids)
@@ -320,15 +337,16 @@ class GraphReader:
             for key in keys:
                 await self.store.set_meta(key, None)
         merged: dict[str, GroupChange] = {}
+        links: dict[str, str] = {}
         for chunk, key in zip(parts, keys, strict=True):
-            acc, chunk_full = await self._round(key, self._groups_start(chunk), _GroupAcc, "groups_delta")
+            acc, chunk_full, links[key] = await self._round(key, self._groups_start(chunk), _GroupAcc, "groups_delta", commit)
             if chunk_full and not full:
                 # This chunk's link expired while others were read incrementally: start all over.
                 for other in keys:
                     await self.store.set_meta(other, None)
-                return await self.groups_delta(ids)
+                return await self.groups_delta(ids, commit=commit)
             merged.update((gid, change) for gid, change in acc.result().items() if gid in ids)
-        return GroupsDelta(groups=merged, full=full)
+        return GroupsDelta(groups=merged, full=full, links=links)
 
     async def _latest(self, key: str, start: tuple[str, dict[str, str]], operation: str) -> None:
         params = dict(start[1])

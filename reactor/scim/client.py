@@ -335,8 +335,7 @@ class AskCodyClient:
         group = await self.find_group(external_id, display_name)
         if group is None:
             try:
-                data = await self.request("POST", "/Groups", body=group_body(display_name, external_id))
-                return parse_group(data)
+                return await self._create_group(external_id, display_name)
             except ConflictError:
                 group = await self.find_group(external_id, display_name)
                 if group is None:
@@ -354,6 +353,26 @@ class AskCodyClient:
                 external_id,
             )
         return group
+
+    async def _create_group(self, external_id: str, display_name: str) -> ScimGroup:
+        """``POST /Groups``, retried without creating duplicates: nothing makes AskCody refuse a second
+        group with the same name (RFC 7643: ``displayName`` is not unique), so after an attempt whose
+        outcome is unknown (timeout, connection lost, 5xx: it may have been applied) the group is
+        looked up by ``externalId`` before posting again."""
+
+        async def attempt() -> ScimGroup:
+            try:
+                data = await self.request("POST", "/Groups", body=group_body(display_name, external_id), retried=False)
+            except ThrottledError:
+                raise
+            except TransientError:
+                found = await self.find_group(external_id)
+                if found is None:
+                    raise
+                return found
+            return parse_group(data)
+
+        return await retry.call(attempt, target=RETRY_TARGET, policy=self.retry_policy)
 
     async def get_group(self, scim_id: str) -> ScimGroup:
         """The group by SCIM id, with its members (NotFoundError when gone)."""

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from reactor import log
 from reactor.config import Settings
 from reactor.dispatcher import WorkUnit
@@ -35,6 +37,9 @@ from reactor.sync.operations import CreateUser, DeleteUser, EnsureGroup, Operati
 from reactor.sync.planner import plan_user, user_attributes
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
+AFFECTED_KEY = "groups:affected-users"
+"""Store meta key: users affected by a groups-delta round whose membership changes are stored but
+whose users may not be journaled yet (a crash in between); the next round queues them too."""
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
 
 
@@ -71,6 +76,10 @@ class SyncEngine:
         self.last_reconcile_at: float | None = None
         self.last_reconcile_error: str | None = None
         self._group_lock = asyncio.Lock()
+        # Delta rounds are read, stored and queued one at a time, and their deltaLinks kept only
+        # after that: a crash in between reads the same changes again instead of losing them, and a
+        # reconcile and a groups round never apply overlapping rounds in the wrong order.
+        self._delta_lock = asyncio.Lock()
 
     # the dispatcher's handler ---------------------------------------------------------------------
     async def handle(self, unit: WorkUnit) -> None:
@@ -222,13 +231,20 @@ class SyncEngine:
         self, *, cause: str, received_at: float | None = None, caused_by: Sequence[int] = ()
     ) -> set[str]:
         """One groups-delta round: store membership changes, queue the affected users. Returns them."""
-        delta = await self.reader.groups_delta()
-        affected = await self._store_group_changes(delta)
-        await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
+        async with self._delta_lock:
+            delta = await self.reader.groups_delta(commit=False)
+            affected = await self._store_group_changes(delta)
+            await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
+            await self._groups_delta_done(delta)
         return affected
 
     async def _store_group_changes(self, delta: GroupsDelta) -> set[str]:
-        affected: set[str] = set()
+        """Store a round's membership changes; returns the users they affect, with those of an earlier
+        round that was cut short before its users were journaled (see :data:`AFFECTED_KEY`).
+        The caller journals them, then calls :meth:`_groups_delta_done`."""
+        earlier = await self.store.get_meta(AFFECTED_KEY)
+        affected: set[str] = set(orjson.loads(earlier)) if earlier else set()
+        writes: list[tuple[str, list[str], list[str] | None]] = []  # (group, added or all, removed or None: replace)
         seen = set()
         for gid, change in delta.groups.items():
             if gid not in self.settings.group_ids:
@@ -236,16 +252,16 @@ class SyncEngine:
             seen.add(gid)
             if change.deleted:
                 old = await self.store.members_of(gid)
-                await self.store.replace_members(gid, [])
+                writes.append((gid, [], None))
                 affected |= old
                 log.event("group_deleted", group_id=gid, members=len(old))
             elif delta.full:
                 old = await self.store.members_of(gid)
                 new = set(change.added_member_ids) - set(change.removed_member_ids)
-                await self.store.replace_members(gid, sorted(new))
+                writes.append((gid, sorted(new), None))
                 affected |= old ^ new
             else:
-                await self.store.update_members(gid, sorted(change.added_member_ids), sorted(change.removed_member_ids))
+                writes.append((gid, sorted(change.added_member_ids), sorted(change.removed_member_ids)))
                 affected |= set(change.added_member_ids) | set(change.removed_member_ids)
         if delta.full:
             for gid in self.settings.group_ids - seen:
@@ -254,9 +270,24 @@ class SyncEngine:
                 if old:
                     exists = await self.reader.get_group(gid)
                     new = await self.reader.group_member_ids(gid) if exists is not None else set()
-                    await self.store.replace_members(gid, sorted(new))
+                    writes.append((gid, sorted(new), None))
                     affected |= old ^ new
+        if writes and affected:
+            # Who is affected is known only before the store changes (a deleted group's members):
+            # keep it durably until the caller has journaled them.
+            await self.store.set_meta(AFFECTED_KEY, orjson.dumps(sorted(affected)).decode())
+        for gid, members, removed in writes:
+            if removed is None:
+                await self.store.replace_members(gid, members)
+            else:
+                await self.store.update_members(gid, members, removed)
         return affected
+
+    async def _groups_delta_done(self, delta: GroupsDelta) -> None:
+        """The round's affected users are journaled: keep its deltaLinks, forget the affected users."""
+        await self.reader.commit(delta)
+        if await self.store.get_meta(AFFECTED_KEY) is not None:
+            await self.store.set_meta(AFFECTED_KEY, None)
 
     async def _queue_users(
         self,
@@ -304,15 +335,18 @@ class SyncEngine:
         """Repair what notifications missed: a users and a groups delta round; queue who changed."""
         started = time.perf_counter()
         try:
-            gdelta = await self.reader.groups_delta()
-            affected = await self._store_group_changes(gdelta)
-            udelta = await self.reader.users_delta()
-            known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
-            if udelta.full or gdelta.full:
-                affected |= known
-            else:
-                affected |= {u.id for u in udelta.users if u.id in known}
-            await self._queue_users(affected, cause, reconcile=True)
+            async with self._delta_lock:
+                gdelta = await self.reader.groups_delta(commit=False)
+                affected = await self._store_group_changes(gdelta)
+                udelta = await self.reader.users_delta(commit=False)
+                known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
+                if udelta.full or gdelta.full:
+                    affected |= known
+                else:
+                    affected |= {u.id for u in udelta.users if u.id in known}
+                await self._queue_users(affected, cause, reconcile=True)
+                await self._groups_delta_done(gdelta)
+                await self.reader.commit(udelta)
             self.last_reconcile_at = time.time()
             self.last_reconcile_error = None
             log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or gdelta.full)
