@@ -50,16 +50,6 @@ async def client(graph_settings: GraphSettings) -> AsyncIterator[GraphClient]:
         await graph.aclose()
 
 
-@pytest.fixture
-async def store(tmp_path: object) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(f"{tmp_path}/reactor.db")
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
 def make_settings(
     graph: GraphSettings, *, cost_center: str = "employeeOrgData/costCenter", groups: tuple[str, ...] = ()
 ) -> Settings:

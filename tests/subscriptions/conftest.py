@@ -108,16 +108,6 @@ async def client(graph_url: str) -> AsyncIterator[GraphClient]:
 
 
 @pytest.fixture
-async def store(tmp_path: object) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(f"{tmp_path}/reactor.db")
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-@pytest.fixture
 def gaps() -> Gaps:
     return Gaps()
 
