@@ -62,10 +62,10 @@ async def main(runs: int, ops: int, outage: float, only: list[str], first_seed: 
             with tempfile.TemporaryDirectory() as tmp:
                 result = await scenario(Path(tmp), seed)
             results.append(result)
+            details = {k: v for k, v in result.details.items() if v or k != "left"}
+            took = "-" if result.seconds_to_converge is None else f"{result.seconds_to_converge:.1f} s"
             print(f"  {result.fault}, seed {seed}: {result.changes} changes, {result.lost} lost, "
-                  f"{result.dead_letters} dead letters, converged in "
-                  f"{'-' if result.seconds_to_converge is None else f'{result.seconds_to_converge:.1f} s'}; {result.details}",
-                  flush=True)
+                  f"{result.dead_letters} dead letters, converged in {took}; {details}", flush=True)
         times = [r.seconds_to_converge for r in results if r.seconds_to_converge is not None]
         lost = sum(r.lost for r in results)
         dead = sum(r.dead_letters for r in results)

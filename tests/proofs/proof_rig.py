@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from entra_ops import TenantDriver
+from entra_ops import TenantDriver, random_ops
 from expected import Oracle, describe, diff, read_askcody, rules_from
 from faultproxy import FaultProxy
 from reactor_proc import ReactorProcess, write_config
@@ -103,6 +103,8 @@ class ProxyServer:
 
 @dataclass
 class Rig:
+    """The running installation of one proof; see the module docstring."""
+
     tmp: Path
     sim: GraphSimulator
     graph_url: str
@@ -180,8 +182,8 @@ class Rig:
         """For each user named in ``problems``: the reactor's stored memberships and mapping, the ops on it."""
         lines = []
         for uid in sorted({p.split()[1].rstrip(":") for p in problems if p.startswith("user ")}):
-            stored = [r[0] for r in self._query(f"SELECT group_id FROM members WHERE user_id = '{uid}'")]
-            mapped = self._query(f"SELECT scim_id FROM mappings WHERE kind = 'user' AND entra_id = '{uid}'")
+            stored = [r[0] for r in self._query("SELECT group_id FROM members WHERE user_id = ?", uid)]
+            mapped = self._query("SELECT scim_id FROM mappings WHERE kind = 'user' AND entra_id = ?", uid)
             ops = [op for op in self.driver.applied if uid in op]
             lines.append(f"diagnosis {uid}: store groups {stored}, mapping {mapped}, ops {ops}")
         return lines
@@ -204,9 +206,9 @@ class Rig:
             outage["on"] = False
 
     # the reactor's store (read-only peeks while it runs) -------------------------------------
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, *params: str) -> list[tuple[Any, ...]]:
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as c:
-            return c.execute(sql).fetchall()
+            return c.execute(sql, params).fetchall()
 
     def dead_letters(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM dead_letters")[0][0])
@@ -234,8 +236,6 @@ class Rig:
 
     async def burst(self, ops: int, *, pause: float = 0.03, on_step: Callable[[int], Awaitable[None]] | None = None) -> int:
         """Apply ``ops`` random Entra operations, ``pause`` seconds apart at most; returns how many applied."""
-        from entra_ops import random_ops
-
         applied = 0
         for i, op in enumerate(random_ops(self.rng, ops)):
             if on_step is not None:

@@ -83,11 +83,6 @@ class Expected:
     """AskCody group name → Entra group id (its expected externalId)."""
     deprovision: str = "disable"
 
-    @property
-    def changes(self) -> int:
-        """How many facts this expectation asserts (users and memberships), for reports."""
-        return len(self.present) + len(self.deprovisioned) + sum(len(m) for m in self.groups.values())
-
 
 @dataclass(frozen=True)
 class GroupState:
@@ -221,7 +216,7 @@ def diff(expected: Expected, actual: AskCodyState) -> list[str]:
         if len(users) > 1:
             problems.append(f"user {ext}: {len(users)} AskCody users carry this externalId")
     if "" in by_ext:
-        problems.append(f"{len(by_ext['']) } AskCody user(s) without externalId")
+        problems.append(f"{len(by_ext[''])} AskCody user(s) without externalId")
 
     memberships: dict[str, set[str]] = {}
     groups_by_name: dict[str, list[GroupState]] = {}
