@@ -1,11 +1,14 @@
 """Ingest benchmark: ``reactor serve`` (journal durable, one worker, 1-item batches) against a bare
 Starlette app that answers 202 without reading the body, driven with the same load in one run.
 
-Prints req/s, p50 and p99 for each and the ratio reactor / bare. Uses wrk when installed (a Lua
-script varies the user id of every request), else a Python load generator (said in the output; it
-saturates one core itself, so its figures are lower and the ratio less telling).
+Both servers run side by side (the idle one costs nothing). Each gets a short warm-up, then the
+load alternates between them in rounds (bare, reactor, then reactor, bare, ...), so that a slow
+patch of a noisy machine falls on both rather than on one. Prints each round, then req/s over all
+rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses wrk when installed
+(a Lua script varies the user id of every request), else a Python load generator (said in the
+output; it saturates one core itself, so its figures are lower and the ratio less telling).
 
-    python bench/ingest.py [--seconds 10] [--connections 64]
+    python bench/ingest.py [--rounds 3] [--seconds 5] [--connections 64]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,7 +119,9 @@ async def run_python(url: str, seconds: int, connections: int) -> dict[str, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5, help="load per server per round")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of load per server before measuring")
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None
@@ -144,9 +150,16 @@ def main() -> None:
             "sync": {"workers": 1},
             "subscriptions": {"enabled": False},
         })
-        results: dict[str, dict[str, float]] = {}
+
+        def load(url: str, seconds: int) -> dict[str, float]:
+            if use_wrk:
+                return run_wrk(url, seconds, args.connections, script)
+            return asyncio.run(run_python(url, seconds, args.connections))
+
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
+        proc = ReactorProcess(config, port, "--record", os.devnull)
+        rounds: dict[str, list[dict[str, float]]] = {"bare starlette": [], "reactor serve": []}
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -157,18 +170,22 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-            url = f"http://127.0.0.1:{bare_port}"
-            results["bare starlette"] = (run_wrk(url, args.seconds, args.connections, script) if use_wrk
-                                         else asyncio.run(run_python(url, args.seconds, args.connections)))
+            proc.start()
+            urls = {"bare starlette": f"http://127.0.0.1:{bare_port}", "reactor serve": proc.url}
+            for url in urls.values():
+                load(url, args.warmup)
+            for n in range(args.rounds):
+                order = list(urls) if n % 2 == 0 else list(reversed(urls))
+                for name in order:
+                    rounds[name].append(load(urls[name], args.seconds))
+                ratio = rounds["reactor serve"][-1]["rps"] / rounds["bare starlette"][-1]["rps"]
+                print(f"round {n + 1}: bare {rounds['bare starlette'][-1]['rps']:.0f} req/s, "
+                      f"reactor {rounds['reactor serve'][-1]['rps']:.0f} req/s, ratio {ratio:.2f}", flush=True)
         finally:
             bare.send_signal(signal.SIGTERM)
             bare.wait(10)
-        proc = ReactorProcess(config, port, "--record", os.devnull).start()
-        try:
-            results["reactor serve"] = (run_wrk(proc.url, args.seconds, args.connections, script) if use_wrk
-                                        else asyncio.run(run_python(proc.url, args.seconds, args.connections)))
-        finally:
-            proc.terminate()
+            if proc.proc is not None:
+                proc.terminate()
 
         async def journal_count() -> int:
             from reactor.store import SQLiteStore
@@ -180,10 +197,16 @@ def main() -> None:
             return n
 
         left = asyncio.run(journal_count())
-    print(f"{'':16} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
-    for name, r in results.items():
-        print(f"{name:16} {r['rps']:10.0f} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {r['errors']:7.0f}")
-    ratio = results["reactor serve"]["rps"] / results["bare starlette"]["rps"]
+    print(f"{'':16} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}   ({args.rounds} rounds of {args.seconds} s, "
+          f"{args.connections} connections)")
+    totals: dict[str, float] = {}
+    for name, rs in rounds.items():
+        totals[name] = sum(r["requests"] for r in rs) / sum(r["requests"] / r["rps"] for r in rs)
+        p50 = statistics.median(r["p50_ms"] for r in rs)
+        p99 = statistics.median(r["p99_ms"] for r in rs)
+        errors = sum(r["errors"] for r in rs)
+        print(f"{name:16} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f}")
+    ratio = totals["reactor serve"] / totals["bare starlette"]
     print(f"ratio reactor/bare req/s: {ratio:.2f} (target >= 0.60); journal items left pending after stop: {left}")
 
 

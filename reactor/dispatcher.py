@@ -23,7 +23,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from reactor import log
 from reactor.metrics import OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
@@ -32,9 +32,11 @@ from reactor.store.base import JournalEntry, Store
 Key = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class WorkUnit:
-    """What a handler is given: one object (or, for a batched kind, several) and its journal entries."""
+class WorkUnit(NamedTuple):
+    """What a handler is given: one object (or, for a batched kind, several) and its journal entries.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built five times faster (one per
+    unit of work on the intake's hot path)."""
 
     kind: str
     object_ids: tuple[str, ...]
@@ -52,11 +54,13 @@ class WorkUnit:
 Handler = Callable[[WorkUnit], Awaitable[None]]
 
 
-@dataclass
 class _Pending:
-    entries: list[JournalEntry] = field(default_factory=list)
-    not_before: float = 0.0
-    failures: int = 0
+    __slots__ = ("entries", "failures", "not_before")
+
+    def __init__(self) -> None:
+        self.entries: list[JournalEntry] = []
+        self.not_before = 0.0
+        self.failures = 0
 
 
 class Dispatcher:
@@ -230,6 +234,10 @@ class Dispatcher:
         return None, soonest
 
     def _unit(self, kind: str, keys: list[Key]) -> WorkUnit:
+        if len(keys) == 1:
+            key = keys[0]
+            self._busy.add(key)
+            return WorkUnit(kind, (key[1],), tuple(self._pending[key].entries))
         entries: list[JournalEntry] = []
         for k in keys:
             entries.extend(self._pending[k].entries)
@@ -248,47 +256,54 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, delay) if delay is not None else 1.0)
                 continue
-            await self._run(unit)
+            # The handler runs in this loop rather than in a helper coroutine: one frame less per unit.
+            self._running += 1
+            ok = False
+            try:
+                await self.handler(unit)
+                ok = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                log.event("unit_failed", level="warning", kind=unit.kind, object_ids=list(unit.object_ids), error=repr(exc))
+            finally:
+                self._running -= 1
+                self._settle(unit, ok)
 
-    async def _run(self, unit: WorkUnit) -> None:
-        keys = [(unit.kind, oid) for oid in unit.object_ids]
-        self._running += 1
-        ok = False
-        try:
-            await self.handler(unit)
-            ok = True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.failures += 1
-            log.event("unit_failed", level="warning", kind=unit.kind, object_ids=list(unit.object_ids), error=repr(exc))
-        finally:
-            self._running -= 1
-            done_seqs = {e.seq for e in unit.entries}
-            for k in keys:
-                self._busy.discard(k)
-                p = self._pending.get(k)
-                if p is None:
-                    continue
-                if ok:
-                    p.entries = [e for e in p.entries if e.seq not in done_seqs]
-                    p.failures = 0
-                    p.not_before = 0.0
+    def _settle(self, unit: WorkUnit, ok: bool) -> None:
+        """After a unit ran: its entries are done (``ok``), or its objects back off before a retry."""
+        single = len(unit.object_ids) == 1
+        done_seqs = set() if single else {e.seq for e in unit.entries}
+        for oid in unit.object_ids:
+            k = (unit.kind, oid)
+            self._busy.discard(k)
+            p = self._pending.get(k)
+            if p is None:
+                continue
+            if ok:
+                if single:
+                    # The unit took every entry the object had; later ones were appended after them.
+                    del p.entries[: len(unit.entries)]
                 else:
-                    p.failures += 1
-                    p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
-                    if k[0] not in self.batch_kinds:
-                        heapq.heappush(self._delayed, (p.not_before, k))
-                if not p.entries:
-                    del self._pending[k]
-                    if k[0] in self.batch_kinds:
-                        self._batch_keys[k[0]].discard(k)
-                elif ok:
-                    self._make_ready(k, p)
-            self._busy_kinds.discard(unit.kind)
-            self._wake.set()
+                    p.entries = [e for e in p.entries if e.seq not in done_seqs]
+                p.failures = 0
+                p.not_before = 0.0
+            else:
+                p.failures += 1
+                p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
+                if k[0] not in self.batch_kinds:
+                    heapq.heappush(self._delayed, (p.not_before, k))
+            if not p.entries:
+                del self._pending[k]
+                if k[0] in self.batch_kinds:
+                    self._batch_keys[k[0]].discard(k)
+            elif ok:
+                self._make_ready(k, p)
+        self._busy_kinds.discard(unit.kind)
+        self._wake.set()
         if ok:
-            self._done.extend(done_seqs)
+            self._done.extend(done_seqs or [e.seq for e in unit.entries])
             self._flush_wake.set()
             self.units_handled += 1
 

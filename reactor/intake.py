@@ -31,7 +31,7 @@ from reactor.metrics import (
     NOTIFICATIONS_REJECTED,
     REQUESTS_REFUSED,
 )
-from reactor.store.base import JournalEntry, JournalItem, ObjectKind, Store
+from reactor.store.base import JournalEntry, ObjectKind, Store
 
 MAX_TOKEN_BYTES = 1024
 _REFRESH_INTERVAL = 0.05
@@ -114,27 +114,39 @@ def _valid_token(token: str) -> bool:
 
 
 def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
-    """``("user" | "group", id)`` from a notification item, or None when it names neither."""
+    """``("user" | "group", id)`` from a notification item, or None when it names neither.
+
+    The kind comes from ``resourceData["@odata.type"]``, else from the head of ``resource``
+    (``Users/<id>``); the id from ``resourceData.id``, else from ``resource``."""
     data = item.get("resourceData")
-    odata_type = ""
+    kind: ObjectKind | None = None
     oid = ""
-    if isinstance(data, dict):
+    if type(data) is dict:
         odata_type = str(data.get("@odata.type", "")).lower()
+        if odata_type.endswith(".user"):
+            kind = "user"
+        elif odata_type.endswith(".group"):
+            kind = "group"
         oid = str(data.get("id", "") or "")
-    resource = item.get("resource")
-    parts = resource.strip("/").split("/") if isinstance(resource, str) else []
-    if not oid and len(parts) >= 2:
-        oid = parts[1]
-    head = parts[0].lower() if parts else ""
-    if odata_type.endswith(".user") or head == "users":
-        kind: ObjectKind = "user"
-    elif odata_type.endswith(".group") or head == "groups":
-        kind = "group"
-    else:
-        return None
+    if kind is None or not oid:
+        resource = item.get("resource")
+        parts = resource.strip("/").split("/") if isinstance(resource, str) else []
+        if not oid and len(parts) >= 2:
+            oid = parts[1]
+        if kind is None:
+            head = parts[0].lower() if parts else ""
+            if head == "users":
+                kind = "user"
+            elif head == "groups":
+                kind = "group"
+            else:
+                return None
     if not oid or len(oid) > 64:
         return None
     return kind, oid.lower()
+
+
+_ROUTES = ("notifications", "lifecycle")
 
 
 class Intake:
@@ -153,62 +165,112 @@ class Intake:
         self.tenant_id = tenant_id.lower()
         self.max_body_bytes = max_body_bytes
         self.on_journaled = on_journaled
-        self._received = {r: NOTIFICATIONS_RECEIVED.labels(r) for r in ("notifications", "lifecycle")}
-        self._accepted = {r: NOTIFICATIONS_ACCEPTED.labels(r) for r in ("notifications", "lifecycle")}
+        # Items received and accepted per route, counted in plain integers on the hot path and added
+        # to the Prometheus counters by publish() (at every scrape): a labelled counter's lock costs
+        # more than the rest of the bookkeeping of a request.
+        self._counts = {r: [0, 0] for r in _ROUTES}
+        self._published = {r: [0, 0] for r in _ROUTES}
+
+    def publish(self) -> None:
+        """Add what was counted since the last call to the Prometheus counters."""
+        for route in _ROUTES:
+            counts, published = self._counts[route], self._published[route]
+            received, accepted = counts[0] - published[0], counts[1] - published[1]
+            if received:
+                NOTIFICATIONS_RECEIVED.labels(route).inc(received)
+            if accepted:
+                NOTIFICATIONS_ACCEPTED.labels(route).inc(accepted)
+            published[0] += received
+            published[1] += accepted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The raw ASGI handler of ``POST /notifications`` and ``POST /lifecycle`` (the hot path:
-        no framework objects between the socket and the journal)."""
-        route = "lifecycle" if scope["path"].rstrip("/").endswith("/lifecycle") else "notifications"
-        try:
-            status, body = await self._handle(scope, receive, route)
-        except ConnectionResetError:
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        """The raw ASGI handler of ``POST /notifications`` and ``POST /lifecycle``.
 
-    async def _handle(self, scope: Scope, receive: Receive, route: str) -> tuple[int, bytes]:
-        query = scope.get("query_string", b"")
-        if query:
-            params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
-            if "validationToken" in params:
-                token = params["validationToken"][0]
-                if not _valid_token(token):
-                    REQUESTS_REFUSED.labels("400").inc()
-                    return 400, b"invalid validationToken"
-                log.event("validation_handshake", route=route)
-                return 200, token.encode("utf-8", "surrogateescape")
+        This is the hot path, written flat on purpose: no framework objects and as few coroutine
+        frames as possible between the socket and the journal."""
+        route = "lifecycle" if scope["path"].rstrip("/").endswith("/lifecycle") else "notifications"
+        if scope.get("query_string"):
+            answer = self._handshake(scope, route)
+            if answer is not None:
+                await _respond(send, *answer)
+                return
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
             REQUESTS_REFUSED.labels("413").inc()
             log.event("body_too_large", level="warning", route=route, limit=self.max_body_bytes)
-            return 413, b"request body too large"
+            await _respond(send, 413, b"request body too large")
+            return
+        except ConnectionResetError:
+            return
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             REQUESTS_REFUSED.labels("400").inc()
-            return 400, b"body is not JSON"
-        if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
+            await _respond(send, 400, b"body is not JSON")
+            return
+        items = doc.get("value") if type(doc) is dict else None
+        if type(items) is not list:
             REQUESTS_REFUSED.labels("400").inc()
-            return 400, b'body must be a JSON object with a "value" array'
+            await _respond(send, 400, b'body must be a JSON object with a "value" array')
+            return
+        counts = self._counts[route]
+        counts[0] += len(items)
         now = time.time()
-        accepted: list[JournalItem] = []
-        items = doc["value"]
-        self._received[route].inc(len(items))
-        await self._learn_subscriptions(items)
+        accepted, unknown = self._sort(items, route, now, record=False)
+        if unknown is not None:
+            # A subscription we do not know (yet): reload the clientStates once for this batch
+            # (rate-limited by ClientStates), then look again.
+            await self.client_states.get(unknown)
+        if unknown is not None or len(accepted) != len(items):
+            accepted, _ = self._sort(items, route, now, record=True)
+        if accepted:
+            try:
+                seqs = await self.store.append(accepted)
+            except StoreError as exc:
+                REQUESTS_REFUSED.labels("503").inc()
+                log.event("journal_write_failed", level="error", route=route, error=str(exc), items=len(accepted))
+                await _respond(send, 503, b"journal unavailable, retry later")
+                return
+            counts[1] += len(accepted)
+            for entry, seq in zip(accepted, seqs, strict=True):
+                entry.seq = seq
+            self.on_journaled(accepted)
+            if log.enabled("debug"):
+                log.event(
+                    "notifications_journaled",
+                    level="debug",
+                    route=route,
+                    items=[{"seq": e.seq, "kind": e.kind, "object_id": e.object_id, "change": e.change_type} for e in accepted],
+                )
+        await send(_ACCEPTED_START)
+        await send(_EMPTY_BODY)
+
+    def _handshake(self, scope: Scope, route: str) -> tuple[int, bytes] | None:
+        """The answer to ``?validationToken=…``, or None when the query string has none."""
+        params = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        if "validationToken" not in params:
+            return None
+        token = params["validationToken"][0]
+        if not _valid_token(token):
+            REQUESTS_REFUSED.labels("400").inc()
+            return 400, b"invalid validationToken"
+        log.event("validation_handshake", route=route)
+        return 200, token.encode("utf-8", "surrogateescape")
+
+    def _sort(self, items: list[Any], route: str, now: float, *, record: bool) -> tuple[list[JournalEntry], str | None]:
+        """The items we accept, and the first subscription id we do not know (if any). With ``record``,
+        every rejected item is counted and logged."""
+        accepted: list[JournalEntry] = []
+        unknown: str | None = None
         for item in items:
-            reason, journal_item = self._check(item, route, now)
-            if journal_item is None:
+            reason, entry = self._check(item, route, now)
+            if entry is not None:
+                accepted.append(entry)
+                continue
+            if reason == "unknown_subscription" and unknown is None:
+                unknown = item["subscriptionId"]
+            if record:
                 NOTIFICATIONS_REJECTED.labels(route, reason).inc()
                 log.event(
                     "notification_rejected",
@@ -217,71 +279,47 @@ class Intake:
                     reason=reason,
                     subscription_id=item.get("subscriptionId") if isinstance(item, dict) else None,
                 )
-                continue
-            accepted.append(journal_item)
-        if accepted:
-            try:
-                seqs = await self.store.append(accepted)
-            except StoreError as exc:
-                REQUESTS_REFUSED.labels("503").inc()
-                log.event("journal_write_failed", level="error", route=route, error=str(exc), items=len(accepted))
-                return 503, b"journal unavailable, retry later"
-            self._accepted[route].inc(len(accepted))
-            entries = [
-                JournalEntry(
-                    seq=s, kind=i.kind, object_id=i.object_id, received_at=i.received_at, payload=i.payload,
-                    subscription_id=i.subscription_id, change_type=i.change_type,
-                )
-                for s, i in zip(seqs, accepted, strict=True)
-            ]
-            self.on_journaled(entries)
-            if log.enabled("debug"):
-                log.event(
-                    "notifications_journaled",
-                    level="debug",
-                    route=route,
-                    items=[{"seq": e.seq, "kind": e.kind, "object_id": e.object_id, "change": e.change_type} for e in entries],
-                )
-        return 202, b""
+        return accepted, unknown
 
-    async def _learn_subscriptions(self, items: list[Any]) -> None:
-        """Reload the clientStates once when a batch names a subscription we do not know (yet)."""
-        for item in items:
-            if isinstance(item, dict):
-                sub_id = item.get("subscriptionId")
-                if isinstance(sub_id, str) and 0 < len(sub_id) <= 64 and self.client_states.cached(sub_id) is None:
-                    await self.client_states.get(sub_id)
-                    return
-
-    def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalItem | None]:
-        if not isinstance(item, dict):
+    def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalEntry | None]:
+        """``("", entry)`` for an item we accept (its ``seq`` still 0), else ``(reason, None)``."""
+        if type(item) is not dict:
             return "malformed", None
         sub_id = item.get("subscriptionId")
-        given = item.get("clientState")
-        tenant = item.get("tenantId")
-        if not isinstance(sub_id, str) or not sub_id or len(sub_id) > 64:
+        if type(sub_id) is not str or not sub_id or len(sub_id) > 64:
             return "malformed", None
+        sub_id = sub_id.lower()
         expected = self.client_states.cached(sub_id)
         if expected is None:
             return "unknown_subscription", None
-        if not isinstance(given, str) or not hmac.compare_digest(given.encode("utf-8", "replace"), expected):
+        given = item.get("clientState")
+        if type(given) is not str or not hmac.compare_digest(given.encode("utf-8", "replace"), expected):
             return "client_state", None
-        if not isinstance(tenant, str) or tenant.lower() != self.tenant_id:
+        tenant = item.get("tenantId")
+        if type(tenant) is not str or tenant.lower() != self.tenant_id:
             return "tenant", None
-        change_type = item.get("changeType") if isinstance(item.get("changeType"), str) else ""
         if route == "lifecycle":
             event_name = item.get("lifecycleEvent")
-            if not isinstance(event_name, str) or not event_name:
+            if type(event_name) is not str or not event_name:
                 return "malformed", None
-            return "", JournalItem(
-                kind="lifecycle", object_id=sub_id.lower(), received_at=now, payload=item,
-                subscription_id=sub_id.lower(), change_type=event_name,
-            )
+            return "", JournalEntry("lifecycle", sub_id, now, item, sub_id, event_name)
         obj = _object_of(item)
         if obj is None:
             return "malformed", None
-        kind, oid = obj
-        return "", JournalItem(
-            kind=kind, object_id=oid, received_at=now, payload=item, subscription_id=sub_id.lower(),
-            change_type=str(change_type),
-        )
+        change_type = item.get("changeType")
+        return "", JournalEntry(obj[0], obj[1], now, item, sub_id, change_type if type(change_type) is str else "")
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+_ACCEPTED_START = {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
+_EMPTY_BODY = {"type": "http.response.body", "body": b""}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import socket
 from types import FrameType
 
 import uvicorn
@@ -24,12 +26,21 @@ def uvicorn_config(app: ASGIApp, settings: Settings, *, port: int | None = None)
         lifespan="on",
         timeout_graceful_shutdown=30,
         server_header=False,
+        proxy_headers=False,  # nothing here reads the client address: skip the middleware per request
         log_config=None,
     )
 
 
 class ReactorServer(uvicorn.Server):
     """uvicorn's server, except that a clean stop on SIGTERM/SIGINT exits 0 instead of re-raising the signal."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything built until now (modules, msgraph-sdk's models, settings) lives as long as the
+        # process: move it out of the cyclic GC's reach, so that collections triggered by request
+        # garbage scan only young objects instead of the whole heap (shorter pauses on the loop).
+        gc.collect()
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

@@ -205,6 +205,7 @@ class Service:
     # metrics and status --------------------------------------------------------------------------
     async def metrics_text(self) -> tuple[bytes, str]:
         """The Prometheus exposition; gauges that describe "now" are computed at scrape time."""
+        self.intake.publish()
         QUEUE_DEPTH.set(self.dispatcher.depth)
         oldest = self.dispatcher.oldest_pending()
         OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
