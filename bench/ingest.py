@@ -8,7 +8,7 @@ rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses w
 (a Lua script varies the user id of every request), else a Python load generator (said in the
 output; it saturates one core itself, so its figures are lower and the ratio less telling).
 
-    python bench/ingest.py [--rounds 3] [--seconds 5] [--connections 64]
+    python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64]
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ async def run_python(url: str, seconds: int, connections: int) -> dict[str, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=5, help="load per server per round")
-    ap.add_argument("--warmup", type=int, default=2, help="seconds of load per server before measuring")
+    ap.add_argument("--warmup", type=int, default=5, help="seconds of load per server before measuring")
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None

@@ -274,6 +274,25 @@ class Dispatcher:
     def _settle(self, unit: WorkUnit, ok: bool) -> None:
         """After a unit ran: its entries are done (``ok``), or its objects back off before a retry."""
         single = len(unit.object_ids) == 1
+        if ok and single and unit.kind not in self.batch_kinds:
+            # The common case (one object handled), without the general loop.
+            k = (unit.kind, unit.object_ids[0])
+            self._busy.discard(k)
+            p = self._pending.get(k)
+            if p is not None:
+                # The unit took every entry the object had; later ones were appended after them.
+                del p.entries[: len(unit.entries)]
+                p.failures = 0
+                p.not_before = 0.0
+                if p.entries:
+                    self._make_ready(k, p)
+                else:
+                    del self._pending[k]
+            self._wake.set()
+            self._done.extend([e.seq for e in unit.entries])
+            self._flush_wake.set()
+            self.units_handled += 1
+            return
         done_seqs = set() if single else {e.seq for e in unit.entries}
         for oid in unit.object_ids:
             k = (unit.kind, oid)

@@ -106,7 +106,7 @@ class SQLiteStore:
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
         self._open_error: BaseException | None = None
-        self._appends: list[tuple[list[tuple[Any, ...]], asyncio.Future[list[int]]]] = []
+        self._appends: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
 
     # lifecycle -----------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -200,19 +200,16 @@ class SQLiteStore:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[bool, Any]] = []
         started = time.perf_counter()
-        journaled = False
-        appends = [getattr(fn, "journal_rows", None) for fn, _, _ in batch]
+        appends = [fn for fn, _, _ in batch if isinstance(fn, _JournalRows)]
         try:
-            if all(rows is not None for rows in appends) and sum(map(len, appends)) <= _INSERT_CHUNK:  # type: ignore[arg-type]
+            if len(appends) == len(batch) and sum(a.count for a in appends) <= _INSERT_CHUNK:
                 # The hot path: nothing but journal appends. One INSERT in autocommit mode is its own
                 # transaction: insert, commit and sync in a single sqlite3_step, so this thread takes
                 # the GIL back from the event loop once per group commit instead of once per statement.
-                results = [(True, seqs) for seqs in self._append_alone(conn, appends)]  # type: ignore[arg-type]
-                journaled = True
+                results = [(True, seqs) for seqs in self._append_alone(conn, appends)]
             else:
                 results = self._transaction(conn, batch)
-                journaled = any(rows is not None for rows in appends)
-            if journaled:
+            if appends:
                 # One observation per group commit: the latency every caller in the batch waited for.
                 JOURNAL_WRITE_SECONDS.observe(time.perf_counter() - started)
         except Exception as exc:
@@ -237,19 +234,19 @@ class SQLiteStore:
                 loop.call_soon_threadsafe(_resolve_all, outcomes)
 
     @staticmethod
-    def _append_alone(conn: sqlite3.Connection, appends: list[list[tuple[Any, ...]]]) -> list[list[int]]:
+    def _append_alone(conn: sqlite3.Connection, appends: list[_JournalRows]) -> list[list[int]]:
         """Insert every row of ``appends`` with one statement outside any transaction (at most
         ``_INSERT_CHUNK`` rows); the sequence numbers of each append, in order."""
-        rows = [row for job_rows in appends for row in job_rows]
-        cur = conn.execute(_insert_sql(len(rows)), [v for row in rows for v in row])
-        last = cur.lastrowid
+        params = appends[0].params if len(appends) == 1 else [v for a in appends for v in a.params]
+        total = sum(a.count for a in appends)
+        last = conn.execute(_insert_sql(total), params).lastrowid
         if last is None:  # pragma: no cover - sqlite3 always sets it after an INSERT
             raise StoreError("SQLite did not report the inserted sequence numbers")
-        seq = last - len(rows) + 1
+        seq = last - total + 1
         out: list[list[int]] = []
-        for job_rows in appends:
-            out.append(list(range(seq, seq + len(job_rows))))
-            seq += len(job_rows)
+        for a in appends:
+            out.append(list(range(seq, seq + a.count)))
+            seq += a.count
         return out
 
     def _transaction(self, conn: sqlite3.Connection, batch: list[_Job]) -> list[tuple[bool, Any]]:
@@ -280,22 +277,23 @@ class SQLiteStore:
         One writer and AUTOINCREMENT make the new sequence numbers consecutive, ending at
         ``last_insert_rowid()``, so each caller gets its own numbers back.
         """
-        rows: list[tuple[Any, ...]] = []
+        params: list[Any] = []
         spans: dict[int, tuple[int, int]] = {}
+        rows = 0
         for i, fn in enumerate(fns):
-            job_rows = getattr(fn, "journal_rows", None)
-            if job_rows is not None:
-                spans[i] = (len(rows), len(job_rows))
-                rows.extend(job_rows)
+            if isinstance(fn, _JournalRows):
+                spans[i] = (rows, fn.count)
+                rows += fn.count
+                params += fn.params
         if not rows:
             return {}
         # Multi-row INSERTs instead of one sqlite3_step per row: each step is a round of the GIL
         # between this thread and the event loop, which costs more than the insert itself.
-        for done in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[done : done + _INSERT_CHUNK]
-            conn.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
+        for start in range(0, rows, _INSERT_CHUNK):
+            n = min(_INSERT_CHUNK, rows - start)
+            conn.execute(_insert_sql(n), params[start * _COLUMNS : (start + n) * _COLUMNS])
         last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-        first = last - len(rows) + 1
+        first = last - rows + 1
         return {i: list(range(first + start, first + start + n)) for i, (start, n) in spans.items()}
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -313,46 +311,45 @@ class SQLiteStore:
     def append(self, items: Sequence[JournalItem]) -> asyncio.Future[list[int]]:
         """Journal ``items``; the appends of one event-loop iteration go to the writer as one job.
 
-        A plain method returning the future (not a coroutine): one frame less on the intake's hot path."""
+        A plain method returning the future (not a coroutine): one frame less on the intake's hot
+        path. The rows are flattened into INSERT parameters here, so that the writer thread holds
+        the GIL for as little as possible."""
         if self._thread is None:
             raise StoreError("store is not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[int]] = loop.create_future()
-        rows = [
-            (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload))
-            for i in items
-        ]
-        self._appends.append((rows, fut))
+        params: list[Any] = []
+        for i in items:
+            params += (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload))
+        self._appends.append((params, len(items), fut))
         if len(self._appends) == 1:
             loop.call_soon(self._submit_appends, loop)
         return fut
 
     def _submit_appends(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting, self._appends = self._appends, []
-        rows = [row for job_rows, _ in waiting for row in job_rows]
-
-        def job(c: sqlite3.Connection) -> list[int]:
-            raise AssertionError("journal appends are inserted by _append_all")
-
-        job.journal_rows = rows  # type: ignore[attr-defined]
+        params: list[Any] = []
+        for p, _, _ in waiting:
+            params += p
         done: asyncio.Future[list[int]] = loop.create_future()
 
         def share(f: asyncio.Future[list[int]]) -> None:
             error = None if f.cancelled() else f.exception()
+            seqs = f.result() if error is None and not f.cancelled() else []
             start = 0
-            for job_rows, fut in waiting:
+            for _, count, fut in waiting:
                 if fut.done():
-                    continue
-                if f.cancelled():
+                    pass
+                elif f.cancelled():
                     fut.cancel()
                 elif error is not None:
                     fut.set_exception(error)
                 else:
-                    fut.set_result(f.result()[start : start + len(job_rows)])
-                start += len(job_rows)
+                    fut.set_result(seqs[start : start + count])
+                start += count
 
         done.add_done_callback(share)
-        self._jobs.put((job, loop, done))
+        self._jobs.put((_JournalRows(params, sum(count for _, count, _ in waiting)), loop, done))
 
     async def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[JournalEntry]:
         def job(c: sqlite3.Connection) -> list[JournalEntry]:
@@ -546,6 +543,22 @@ class SQLiteStore:
 
 
 _INSERT_CHUNK = 256  # rows per INSERT statement (6 parameters each, far below SQLite's limit)
+_COLUMNS = 6
+
+
+class _JournalRows:
+    """A writer job: the journal rows of one event-loop iteration, flattened into INSERT parameters
+    (kind, object_id, subscription_id, change_type, received_at, payload per row). The writer inserts
+    these itself (see ``_run_batch``); calling the job is a mistake."""
+
+    __slots__ = ("count", "params")
+
+    def __init__(self, params: list[Any], count: int) -> None:
+        self.params = params
+        self.count = count
+
+    def __call__(self, conn: sqlite3.Connection) -> list[int]:
+        raise AssertionError("journal rows are inserted by the writer's batch, not called")
 
 
 @functools.lru_cache(maxsize=_INSERT_CHUNK)
