@@ -26,6 +26,7 @@ class RecordingHandler:
         self.path = Path(path)
         self._fd: int | None = None
         self._lines: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, unit: WorkUnit) -> None:
         line = orjson.dumps(
@@ -38,7 +39,9 @@ class RecordingHandler:
             }
         )
         if not self._lines:
-            asyncio.get_running_loop().call_soon(self._write)
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()  # a system call on Python 3.11: once
+            self._loop.call_soon(self._write)
         self._lines.append(line)
 
     def _write(self) -> None:

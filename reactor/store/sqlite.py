@@ -107,6 +107,7 @@ class SQLiteStore:
         self._opened = threading.Event()
         self._open_error: BaseException | None = None
         self._appends: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # lifecycle -----------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -116,9 +117,10 @@ class SQLiteStore:
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"store directory does not exist: {parent}")
+        self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="reactor-store", daemon=True)
         self._thread.start()
-        await asyncio.get_running_loop().run_in_executor(None, self._opened.wait)
+        await self._loop.run_in_executor(None, self._opened.wait)
         if self._open_error is not None:
             self._thread = None
             raise StoreError(f"cannot open store {self.path}: {self._open_error}")
@@ -310,13 +312,16 @@ class SQLiteStore:
     # journal -------------------------------------------------------------------------------------
     def append(self, items: Sequence[JournalItem]) -> asyncio.Future[list[int]]:
         """Journal ``items``; the appends of one event-loop iteration go to the writer as one job.
+        Call it from the event loop that opened the store.
 
         A plain method returning the future (not a coroutine): one frame less on the intake's hot
         path. The rows are flattened into INSERT parameters here, so that the writer thread holds
         the GIL for as little as possible."""
-        if self._thread is None:
+        loop = self._loop
+        if self._thread is None or loop is None:
             raise StoreError("store is not open")
-        loop = asyncio.get_running_loop()
+        # The loop that opened the store (asyncio.get_running_loop() costs a getpid() system call
+        # on Python 3.11, once per request here). Awaiting from another loop fails loudly.
         fut: asyncio.Future[list[int]] = loop.create_future()
         params: list[Any] = []
         for i in items:
