@@ -231,6 +231,9 @@ class Intake:
         if unknown is not None or len(accepted) != len(items):
             accepted, _ = self._sort(items, route, now, record=True)
         if accepted:
+            for entry in accepted:
+                # Checked; not kept: the journal holds no copy of the subscription's secret.
+                entry.payload.pop("clientState", None)
             try:
                 seqs = await self.store.append(accepted)
             except StoreError as exc:

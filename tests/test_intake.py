@@ -120,6 +120,9 @@ async def test_mixed_batch_journals_only_the_good_items(running: Running) -> Non
     assert r.status_code == 202
     await poll_until(lambda: running.recorder.seen() == set(good))
     assert running.recorder.seen() == set(good)
+    payloads = [e.payload for u in running.recorder.units for e in u.entries]
+    assert sorted(p["resourceData"]["id"] for p in payloads) == good
+    assert all("clientState" not in p for p in payloads), "the journal keeps no copy of the clientState"
     for reason in before:
         assert NOTIFICATIONS_REJECTED.labels("notifications", reason)._value.get() == before[reason] + 1
 
