@@ -31,6 +31,9 @@ from reactor.store.base import JournalEntry, Store
 
 Key = tuple[str, str]
 
+STOP_GRACE_SECONDS = 5.0
+"""How long a stop waits for in-flight units before cancelling them (they stay journaled)."""
+
 
 class WorkUnit(NamedTuple):
     """What a handler is given: one object (or, for a batched kind, several) and its journal entries.
@@ -160,13 +163,20 @@ class Dispatcher:
         for i in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reactor-worker-{i}"))
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Finish in-flight units (up to ``timeout``), leave the rest journaled."""
+    async def stop(self, timeout: float = STOP_GRACE_SECONDS) -> None:
+        """Let in-flight units finish for up to ``timeout`` seconds, then cancel them; nothing is
+        lost either way: whatever did not finish stays journaled and runs again after the restart
+        (handlers read fresh state and are idempotent). A unit waiting out a retry against an
+        unreachable service is cancelled rather than waited for: the stop stays within an
+        orchestrator's grace period (30 s by default in Kubernetes)."""
         self._stopping = True
         self._wake.set()
         tasks, self._tasks = self._tasks, []
         if tasks:
             _, still = await asyncio.wait(tasks, timeout=timeout)
+            if self._running:
+                log.event("units_cancelled", level="warning", units=self._running,
+                          reason=f"still running {timeout:g} s after the stop began; they stay journaled")
             for t in still:
                 t.cancel()
             for t in still:
@@ -182,6 +192,11 @@ class Dispatcher:
     @property
     def alive(self) -> bool:
         return bool(self._tasks) and all(not t.done() for t in self._tasks)
+
+    @property
+    def running(self) -> int:
+        """Units being handled right now."""
+        return self._running
 
     @property
     def depth(self) -> int:

@@ -90,12 +90,17 @@ class Service:
         if not self._started:
             return
         self._started = False
-        for c in reversed(self.components):
+        log.event("service_stopping", in_flight=self.dispatcher.running, pending=self.dispatcher.depth)
+
+        async def stop_component(c: Component) -> None:
             try:
                 await c.stop()
             except Exception as exc:
                 log.event("component_stop_failed", level="error", component=type(c).__name__, error=repr(exc))
-        await self.dispatcher.stop()
+
+        # All at once, each bounded (see Dispatcher.stop): the whole stop takes a few seconds even
+        # when Graph or AskCody hang, well inside an orchestrator's grace period.
+        await asyncio.gather(*(stop_component(c) for c in reversed(self.components)), self.dispatcher.stop())
         for close in reversed(self.closers):
             try:
                 await close()

@@ -11,7 +11,7 @@ from typing import Any
 
 from reactor import log
 from reactor.config import Settings
-from reactor.dispatcher import WorkUnit
+from reactor.dispatcher import STOP_GRACE_SECONDS, WorkUnit
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader
 from reactor.ratelimit import TokenBucket
@@ -94,12 +94,13 @@ class SubscriptionsComponent:
         self._task = asyncio.create_task(run_renewal(self.manager, stop=self._stop), name="reactor-subscriptions")
 
     async def stop(self) -> None:
+        """Let a create or renewal in progress finish (so that what Graph created is stored), for up to
+        :data:`~reactor.dispatcher.STOP_GRACE_SECONDS`; then cancel (a retry against an unreachable
+        Graph is not waited out)."""
         self._stop.set()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 10)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, STOP_GRACE_SECONDS)  # cancels the task on timeout
 
 
 def wire_engine(service: Service, clients: Clients | None = None) -> SyncEngine:
