@@ -110,3 +110,17 @@ async def test_append_on_a_closed_store_is_a_store_error(tmp_path: Path) -> None
     closed = SQLiteStore(str(tmp_path / "c.db"))
     with pytest.raises(StoreError):
         await closed.append(items("x", 1))
+
+
+async def test_a_caller_that_gave_up_does_not_shift_the_numbers_of_the_others(store: SQLiteStore) -> None:
+    release, held = await hold_writer(store)
+    first = store.append(items("gone", 3))
+    second = store.append(items("kept", 2))
+    assert isinstance(first, asyncio.Future)
+    first.cancel()  # e.g. the webhook's client went away while its items were being journaled
+    await asyncio.sleep(0)
+    release.set()
+    await held
+    kept = await second
+    by_seq = {e.seq: e.object_id for e in await store.pending()}
+    assert [by_seq[s] for s in kept] == ["kept-0", "kept-1"]
