@@ -249,10 +249,6 @@ class Dispatcher:
         return None, soonest
 
     def _unit(self, kind: str, keys: list[Key]) -> WorkUnit:
-        if len(keys) == 1:
-            key = keys[0]
-            self._busy.add(key)
-            return WorkUnit(kind, (key[1],), tuple(self._pending[key].entries))
         entries: list[JournalEntry] = []
         for k in keys:
             entries.extend(self._pending[k].entries)
@@ -289,25 +285,6 @@ class Dispatcher:
     def _settle(self, unit: WorkUnit, ok: bool) -> None:
         """After a unit ran: its entries are done (``ok``), or its objects back off before a retry."""
         single = len(unit.object_ids) == 1
-        if ok and single and unit.kind not in self.batch_kinds:
-            # The common case (one object handled), without the general loop.
-            k = (unit.kind, unit.object_ids[0])
-            self._busy.discard(k)
-            p = self._pending.get(k)
-            if p is not None:
-                # The unit took every entry the object had; later ones were appended after them.
-                del p.entries[: len(unit.entries)]
-                p.failures = 0
-                p.not_before = 0.0
-                if p.entries:
-                    self._make_ready(k, p)
-                else:
-                    del self._pending[k]
-            self._wake.set()
-            self._done.extend([e.seq for e in unit.entries])
-            self._flush_wake.set()
-            self.units_handled += 1
-            return
         done_seqs = set() if single else {e.seq for e in unit.entries}
         for oid in unit.object_ids:
             k = (unit.kind, oid)

@@ -92,15 +92,10 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             except ValueError:
                 pass
             break
-    message = await receive()
-    if message["type"] == "http.request" and not message.get("more_body", False):
-        body: bytes = message.get("body", b"")
-        if len(body) > limit:
-            raise BodyTooLarge
-        return body  # the usual case: the whole body in one message
     chunks: list[bytes] = []
     size = 0
     while True:
+        message = await receive()
         if message["type"] != "http.request":
             raise BodyTooLarge if message["type"] != "http.disconnect" else ConnectionResetError()
         chunk = message.get("body", b"")
@@ -110,7 +105,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-        message = await receive()
 
 
 def _valid_token(token: str) -> bool:
