@@ -31,7 +31,7 @@ from reactor.store.base import JournalEntry, Store
 
 Key = tuple[str, str]
 
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 10.0
 """How long a stop waits for in-flight units before cancelling them (they stay journaled)."""
 
 
