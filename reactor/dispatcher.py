@@ -58,12 +58,13 @@ Handler = Callable[[WorkUnit], Awaitable[None]]
 
 
 class _Pending:
-    __slots__ = ("entries", "failures", "not_before")
+    __slots__ = ("early", "entries", "failures", "not_before")
 
     def __init__(self) -> None:
         self.entries: list[JournalEntry] = []
         self.not_before = 0.0
         self.failures = 0
+        self.early = False  # had its early try in the current backoff period (see _release_backoffs)
 
 
 class Dispatcher:
@@ -108,6 +109,7 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.units_handled = 0
+        self._last_failed = False
         self._running = 0
         self.failures = 0
 
@@ -218,9 +220,11 @@ class Dispatcher:
         """The next runnable unit, or the delay until a delayed one becomes runnable."""
         now = self.clock()
         while self._delayed and self._delayed[0][0] <= now:
-            _, key = heapq.heappop(self._delayed)
+            due_at, key = heapq.heappop(self._delayed)
             p = self._pending.get(key)
             if p is not None:
+                if due_at == p.not_before:
+                    p.early = False  # its backoff ran out: a new period begins
                 self._make_ready(key, p)
         for kind, keys in self._batch_keys.items():
             if kind in self._busy_kinds or not keys:
@@ -300,6 +304,7 @@ class Dispatcher:
                     p.entries = [e for e in p.entries if e.seq not in done_seqs]
                 p.failures = 0
                 p.not_before = 0.0
+                p.early = False
             else:
                 p.failures += 1
                 p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
@@ -312,11 +317,36 @@ class Dispatcher:
             elif ok:
                 self._make_ready(k, p)
         self._busy_kinds.discard(unit.kind)
+        if ok and self._last_failed:
+            self._release_backoffs()
+        self._last_failed = not ok
         self._wake.set()
         if ok:
             self._done.extend(done_seqs or [e.seq for e in unit.entries])
             self._flush_wake.set()
             self.units_handled += 1
+
+    def _release_backoffs(self) -> None:
+        """A unit succeeded after one failed: the service the failures met may be back (AskCody after
+        an outage, Graph after a storm). Every object backing off gets one early try now instead of
+        waiting out its backoff (up to ``retry_max_seconds``). At most one early try per backoff
+        period, so an object that fails for reasons of its own runs at most twice as often as its
+        backoff says, however many other units succeed."""
+        now = self.clock()
+        candidates = [key for _, key in self._delayed]
+        for keys in self._batch_keys.values():
+            candidates.extend(keys)
+        released = 0
+        for key in candidates:
+            p = self._pending.get(key)
+            if p is None or p.early or not p.failures or p.not_before <= now or key in self._busy:
+                continue
+            p.early = True
+            p.not_before = now
+            self._make_ready(key, p)
+            released += 1
+        if released:
+            log.event("backoffs_released", objects=released, reason="a unit succeeded after failures")
 
     async def _flush_loop(self) -> None:
         while True:
