@@ -109,7 +109,7 @@ class Dispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.units_handled = 0
-        self._last_failed = False
+        self._last_failed: dict[str, bool] = {}
         self._running = 0
         self.failures = 0
 
@@ -317,25 +317,27 @@ class Dispatcher:
             elif ok:
                 self._make_ready(k, p)
         self._busy_kinds.discard(unit.kind)
-        if ok and self._last_failed:
-            self._release_backoffs()
-        self._last_failed = not ok
+        if ok and self._last_failed.get(unit.kind):
+            self._release_backoffs(unit.kind)
+        self._last_failed[unit.kind] = not ok
         self._wake.set()
         if ok:
             self._done.extend(done_seqs or [e.seq for e in unit.entries])
             self._flush_wake.set()
             self.units_handled += 1
 
-    def _release_backoffs(self) -> None:
-        """A unit succeeded after one failed: the service the failures met may be back (AskCody after
-        an outage, Graph after a storm). Every object backing off gets one early try now instead of
-        waiting out its backoff (up to ``retry_max_seconds``). At most one early try per backoff
-        period, so an object that fails for reasons of its own runs at most twice as often as its
-        backoff says, however many other units succeed."""
+    def _release_backoffs(self, kind: str) -> None:
+        """A unit of ``kind`` succeeded after one of that kind failed: the service the failures met
+        may be back (AskCody after an outage, Graph after a storm). Every object of that kind backing
+        off gets one early try now instead of waiting out its backoff (up to ``retry_max_seconds``).
+
+        Per kind, because units of other kinds may not touch the service that failed (a reconcile
+        round can succeed on Graph while AskCody is down) and would spend the early tries during the
+        outage. At most one early try per backoff period, so an object that fails for reasons of its
+        own runs at most twice as often as its backoff says, however many other units succeed."""
         now = self.clock()
-        candidates = [key for _, key in self._delayed]
-        for keys in self._batch_keys.values():
-            candidates.extend(keys)
+        candidates = [key for _, key in self._delayed if key[0] == kind]
+        candidates.extend(self._batch_keys.get(kind, ()))
         released = 0
         for key in candidates:
             p = self._pending.get(key)
@@ -346,7 +348,7 @@ class Dispatcher:
             self._make_ready(key, p)
             released += 1
         if released:
-            log.event("backoffs_released", objects=released, reason="a unit succeeded after failures")
+            log.event("backoffs_released", kind=kind, objects=released, reason="a unit succeeded after failures")
 
     async def _flush_loop(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""After a run of failures, the first success gives every object backing off one early try.
+"""After failures, the first success of the same kind gives every object of that kind backing off
+one early try.
 
 An AskCody outage leaves many objects backing off (up to ``retry_max_seconds``); when AskCody
 answers again, waiting out those backoffs only delays the changes. The early try is limited to one
@@ -14,11 +15,11 @@ from servers import poll_until
 
 from reactor.dispatcher import Dispatcher, WorkUnit
 from reactor.store import SQLiteStore
-from reactor.store.base import JournalEntry, JournalItem
+from reactor.store.base import JournalEntry, JournalItem, ObjectKind
 
 
-async def journal(store: SQLiteStore, *users: str) -> list[JournalEntry]:
-    items = [JournalItem("user", u, time.time(), {}, "sub", "updated") for u in users]
+async def journal(store: SQLiteStore, *users: str, kind: ObjectKind = "user") -> list[JournalEntry]:
+    items = [JournalItem(kind, u, time.time(), {}, "sub", "updated") for u in users]
     seqs = await store.append(items)
     return [JournalEntry(i.kind, i.object_id, i.received_at, i.payload, i.subscription_id, i.change_type, s)
             for i, s in zip(items, seqs, strict=True)]
@@ -29,7 +30,7 @@ async def test_objects_backing_off_run_as_soon_as_a_unit_succeeds_again(store: S
     handled: list[str] = []
 
     async def handler(unit: WorkUnit) -> None:
-        if outage:
+        if outage and unit.kind == "user":  # users need AskCody; lifecycle units only Graph
             raise RuntimeError("AskCody is unavailable")
         handled.append(unit.object_id)
 
@@ -38,6 +39,10 @@ async def test_objects_backing_off_run_as_soon_as_a_unit_succeeds_again(store: S
     try:
         dispatcher.submit(await journal(store, "u-a", "u-b"))
         await poll_until(lambda: dispatcher.failures >= 2)  # both now back off for 30 s
+        # A unit of another kind succeeds during the outage: it says nothing about AskCody, and
+        # must not spend the early tries of the users.
+        dispatcher.submit(await journal(store, "s-lifecycle", kind="lifecycle"))
+        await poll_until(lambda: "s-lifecycle" in handled)
         outage = False
         started = time.monotonic()
         dispatcher.submit(await journal(store, "u-new"))
