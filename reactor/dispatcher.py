@@ -289,7 +289,8 @@ class Dispatcher:
     def _settle(self, unit: WorkUnit, ok: bool) -> None:
         """After a unit ran: its entries are done (``ok``), or its objects back off before a retry."""
         single = len(unit.object_ids) == 1
-        done_seqs = set() if single else {e.seq for e in unit.entries}
+        done_seqs = [e.seq for e in unit.entries]
+        done = set() if single else set(done_seqs)
         for oid in unit.object_ids:
             k = (unit.kind, oid)
             self._busy.discard(k)
@@ -301,7 +302,7 @@ class Dispatcher:
                     # The unit took every entry the object had; later ones were appended after them.
                     del p.entries[: len(unit.entries)]
                 else:
-                    p.entries = [e for e in p.entries if e.seq not in done_seqs]
+                    p.entries = [e for e in p.entries if e.seq not in done]
                 p.failures = 0
                 p.not_before = 0.0
                 p.early = False
@@ -322,7 +323,7 @@ class Dispatcher:
         self._last_failed[unit.kind] = not ok
         self._wake.set()
         if ok:
-            self._done.extend(done_seqs or [e.seq for e in unit.entries])
+            self._done.extend(done_seqs)
             self._flush_wake.set()
             self.units_handled += 1
 
