@@ -21,11 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "proofs")]
-
-from model_case import random_case, run_case  # noqa: E402
 
 from reactor import log  # noqa: E402
+from tests.proofs.model_case import random_case, run_case  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:

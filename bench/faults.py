@@ -25,11 +25,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests" / "support"), str(ROOT / "tests" / "proofs")]
-
-from scenarios import FaultResult, dropped_notifications, kill9, scim_outage, throttle_storm  # noqa: E402
 
 from reactor import log  # noqa: E402
+from tests.proofs.scenarios import FaultResult, dropped_notifications, kill9, scim_outage, throttle_storm  # noqa: E402
 
 Scenario = Callable[[Path, int], Awaitable[FaultResult]]
 

@@ -37,11 +37,8 @@ from typing import Any, TypeVar
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from faultproxy import FaultProxy, ProxiedRequest, fault_proxy  # noqa: E402
-from scim_server import scim_server  # noqa: E402
-
+from graphsim import GraphSimulator  # noqa: E402
 from reactor import log  # noqa: E402
 from reactor.config import GraphSettings, Secret, Settings, with_overrides  # noqa: E402
 from reactor.demo.stack import Stack, local_stack  # noqa: E402
@@ -49,9 +46,10 @@ from reactor.graph import client as graph_client  # noqa: E402
 from reactor.graph import reader as graph_reader  # noqa: E402
 from reactor.graph.client import GraphClient  # noqa: E402
 from reactor.graph.reader import GraphReader  # noqa: E402
-from reactor.graphsim import GraphSimulator  # noqa: E402
 from reactor.ratelimit import TokenBucket  # noqa: E402
 from reactor.store import SQLiteStore  # noqa: E402
+from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy  # noqa: E402
+from tests.support.scim_server import scim_server  # noqa: E402
 
 T = TypeVar("T")
 TOKEN = "sim-token"
@@ -218,7 +216,7 @@ def simulator_process(users: int, tmp: Path) -> Any:
             out.write((b"," if i else b"") + orjson.dumps(user))
         out.write(b"]}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reactor.graphsim", "--token", TOKEN, "--seed-file", str(seed_file)],
+        [sys.executable, "-m", "graphsim", "--token", TOKEN, "--seed-file", str(seed_file)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

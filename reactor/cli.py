@@ -86,6 +86,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if verb == "serve":
         return _serve(args)
     if verb == "demo":
+        try:
+            import scim2_server  # noqa: F401  (the demo's AskCody stand-in, an optional extra)
+        except ImportError:
+            raise ConfigurationError(
+                "reactor demo needs the demo extra: pip install 'askcody-entra-reactor[demo]' (or '.[demo]' from a clone)"
+            ) from None
         from reactor.demo import run_demo
 
         return int(run_demo(once=args.once, port=args.port))

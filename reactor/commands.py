@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 
 from reactor.config import Settings
+from reactor.domain.operations import describe
 from reactor.errors import ReactorError
 from reactor.store import Store, open_store
 from reactor.sync.engine import SyncEngine, plan_as_json
-from reactor.sync.operations import describe
 from reactor.wiring import Clients, build_clients
 
 EXIT_OK, EXIT_FAILURE = 0, 1

@@ -18,6 +18,9 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from reactor.errors import ConfigurationError
+from reactor.secret import Secret
+
+__all__ = ["Secret", "Settings"]
 
 Dialect = Literal["rfc", "entra"]
 Deprovision = Literal["disable", "delete"]
@@ -29,39 +32,17 @@ _EXTENSION_ATTR = re.compile(r"^onPremisesExtensionAttributes/extensionAttribute
 _DIRECTORY_EXT = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
 
 
-class Secret:
-    """A secret string. Its ``repr`` and ``str`` are redacted; :meth:`reveal` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('**********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
     max_body_bytes: int = 1_048_576
+    max_items_per_request: int = 1000
     log_level: str = "info"
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9090
+    admin_token: Secret = field(default_factory=lambda: Secret(""))
 
     @property
     def notification_url(self) -> str:
@@ -107,6 +88,9 @@ class AskCodySettings:
 @dataclass(frozen=True)
 class StoreSettings:
     url: str = "sqlite:///reactor.db"
+    password: Secret = field(default_factory=lambda: Secret(""))
+    lease_seconds: float = 15.0
+    audit_retention_days: int = 90
 
     @property
     def sqlite_path(self) -> str:
@@ -146,6 +130,7 @@ class GroupMapping:
     id: str
     askcody_group: str = ""
     grants: Grants = "role"
+    nested: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,7 +164,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "subscriptions": SubscriptionSettings,
     "attributes": AttributeSettings,
 }
-SECRET_KEYS = frozenset({("graph", "client_secret"), ("graph", "token"), ("askcody", "token")})
+SECRET_KEYS = frozenset(
+    {("graph", "client_secret"), ("graph", "token"), ("askcody", "token"), ("server", "admin_token"), ("store", "password")}
+)
 
 
 def sqlite_path(url: str) -> str:
@@ -290,6 +277,10 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
     s = settings
     if not 0 <= s.server.port <= 65535:
         raise ConfigurationError(f"server.port must be between 0 and 65535, got {s.server.port}")
+    if not 1 <= s.server.max_items_per_request <= 100_000:
+        raise ConfigurationError("server.max_items_per_request must be between 1 and 100000")
+    if not 0 <= s.server.admin_port <= 65535:
+        raise ConfigurationError(f"server.admin_port must be between 0 and 65535, got {s.server.admin_port}")
     if s.server.max_body_bytes < 1024:
         raise ConfigurationError("server.max_body_bytes must be at least 1024")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):
@@ -323,7 +314,12 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
         raise ConfigurationError("askcody.max_requests_per_second must be greater than 0")
     if not s.askcody.timeout_seconds > 0:
         raise ConfigurationError("askcody.timeout_seconds must be greater than 0")
-    sqlite_path(s.store.url)
+    if not s.store.url.startswith(("postgresql://", "postgres://")):
+        sqlite_path(s.store.url)
+    if not s.store.lease_seconds > 0:
+        raise ConfigurationError("store.lease_seconds must be greater than 0")
+    if s.store.audit_retention_days < 1:
+        raise ConfigurationError("store.audit_retention_days must be at least 1")
     if not s.sync.reconcile_interval_seconds > 0:
         raise ConfigurationError("sync.reconcile_interval_seconds must be greater than 0")
     if not 1 <= s.sync.workers <= 256:
@@ -366,9 +362,11 @@ def _groups(raw: Any) -> tuple[GroupMapping, ...]:
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ConfigurationError(f"groups[{i}] must be a table")
-        unknown = set(entry) - {"id", "askcody_group", "grants"}
+        unknown = set(entry) - {"id", "askcody_group", "grants", "nested"}
         if unknown:
-            raise ConfigurationError(f"unknown key groups[{i}].{sorted(unknown)[0]} (known: askcody_group, grants, id)")
+            raise ConfigurationError(f"unknown key groups[{i}].{sorted(unknown)[0]} (known: askcody_group, grants, id, nested)")
+        if "nested" in entry and not isinstance(entry["nested"], bool):
+            raise ConfigurationError(f"groups[{i}].nested must be true or false")
         if not entry.get("id"):
             raise ConfigurationError(f"groups[{i}] has no id")
         for key in ("id", "askcody_group", "grants"):
@@ -379,6 +377,7 @@ def _groups(raw: Any) -> tuple[GroupMapping, ...]:
                 id=entry["id"].strip().lower(),
                 askcody_group=entry.get("askcody_group", ""),
                 grants=cast(Grants, entry.get("grants", "role")),
+                nested=entry.get("nested", True),
             )
         )
     return tuple(out)
@@ -441,7 +440,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
             sec[f.name] = v
         out[section] = sec
     out["groups"] = [
-        {"id": g.id, "askcody_group": g.askcody_group, "grants": g.grants} for g in settings.groups
+        {"id": g.id, "askcody_group": g.askcody_group, "grants": g.grants, "nested": g.nested} for g in settings.groups
     ]
     return out
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from reactor.config import Secret
+from reactor.secret import Secret
 
 _LOGGER = logging.getLogger("reactor")
 _SECRET_WORDS = ("token", "secret", "password", "clientstate", "client_state", "authorization")

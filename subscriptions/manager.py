@@ -36,8 +36,8 @@ from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
 from reactor.store.base import Store, SubscriptionRecord
+from reactor.times import parse_iso, to_iso
 from subscriptions.status import ResourceStatus, SubscriptionsStatus, publish
-from subscriptions.times import parse_iso, to_iso
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-
+from reactor import retry
 from reactor.store import SQLiteStore
 
 
@@ -22,3 +20,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         yield db
     finally:
         await db.close()
+
+
+@pytest.fixture
+def retry_testing() -> Iterator[None]:
+    """Retries without their sleeps for this test; the switch is restored afterwards."""
+    with retry.testing():
+        yield

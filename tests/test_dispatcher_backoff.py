@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from servers import poll_until
-
 from reactor.dispatcher import Dispatcher, WorkUnit
 from reactor.store import SQLiteStore
 from reactor.store.base import JournalEntry, JournalItem, ObjectKind
+from tests.support.eventually import eventually
 
 
 async def journal(store: SQLiteStore, *users: str, kind: ObjectKind = "user") -> list[JournalEntry]:
@@ -38,15 +37,15 @@ async def test_objects_backing_off_run_as_soon_as_a_unit_succeeds_again(store: S
     await dispatcher.start()
     try:
         dispatcher.submit(await journal(store, "u-a", "u-b"))
-        await poll_until(lambda: dispatcher.failures >= 2)  # both now back off for 30 s
+        await eventually(lambda: dispatcher.failures >= 2)  # both now back off for 30 s
         # A unit of another kind succeeds during the outage: it says nothing about AskCody, and
         # must not spend the early tries of the users.
         dispatcher.submit(await journal(store, "s-lifecycle", kind="lifecycle"))
-        await poll_until(lambda: "s-lifecycle" in handled)
+        await eventually(lambda: "s-lifecycle" in handled)
         outage = False
         started = time.monotonic()
         dispatcher.submit(await journal(store, "u-new"))
-        await poll_until(lambda: {"u-a", "u-b", "u-new"} <= set(handled), timeout=5)
+        await eventually(lambda: {"u-a", "u-b", "u-new"} <= set(handled), timeout=5)
         assert time.monotonic() - started < 5, "the objects waited out their 30 s backoff"
         assert await dispatcher.wait_idle(5)
     finally:
@@ -65,7 +64,7 @@ async def test_an_object_that_keeps_failing_gets_one_early_try_per_backoff_perio
     await dispatcher.start()
     try:
         dispatcher.submit(await journal(store, "u-broken"))
-        await poll_until(lambda: len(attempts) >= 1)
+        await eventually(lambda: len(attempts) >= 1)
         # 3 s of steady traffic that succeeds, one new object every 20 ms
         deadline = time.monotonic() + 3.0
         n = 0

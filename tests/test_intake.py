@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import poll_until, serve_asgi
 
 from reactor.app import create_app
 from reactor.config import Settings, with_overrides
@@ -20,6 +19,8 @@ from reactor.dispatcher import WorkUnit
 from reactor.metrics import NOTIFICATIONS_REJECTED
 from reactor.service import Service
 from reactor.store import SQLiteStore, SubscriptionRecord
+from tests.support.eventually import eventually
+from tests.support.servers import serve_asgi
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -118,7 +119,7 @@ async def test_mixed_batch_journals_only_the_good_items(running: Running) -> Non
     async with httpx.AsyncClient() as client:
         r = await client.post(f"{running.url}/notifications", json={"value": batch})
     assert r.status_code == 202
-    await poll_until(lambda: running.recorder.seen() == set(good))
+    await eventually(lambda: running.recorder.seen() == set(good))
     assert running.recorder.seen() == set(good)
     payloads = [e.payload for u in running.recorder.units for e in u.entries]
     assert sorted(p["resourceData"]["id"] for p in payloads) == good
@@ -171,7 +172,7 @@ async def test_journal_write_failure_answers_503_and_nothing_is_lost(running: Ru
     async with httpx.AsyncClient() as client:
         r = await client.post(f"{running.url}/notifications", json={"value": [item("u-retry")]})
     assert r.status_code == 202
-    await poll_until(lambda: "u-retry" in running.recorder.seen())
+    await eventually(lambda: "u-retry" in running.recorder.seen())
 
 
 async def test_duplicates_are_coalesced_into_one_unit(tmp_path: Path) -> None:
@@ -188,13 +189,13 @@ async def test_duplicates_are_coalesced_into_one_unit(tmp_path: Path) -> None:
         async with httpx.AsyncClient() as client:
             assert (await client.post(f"{r.url}/notifications", json={"value": [item("u-blocker")]})).status_code == 202
             dispatcher = r.service.dispatcher
-            await poll_until(lambda: ("user", "u-blocker") in dispatcher._busy)
+            await eventually(lambda: ("user", "u-blocker") in dispatcher._busy)
             answers = await asyncio.gather(
                 *(client.post(f"{r.url}/notifications", json={"value": [item("u-dup")] * 5}) for _ in range(10))
             )
             assert {a.status_code for a in answers} == {202}
         gate.set()
-        await poll_until(lambda: any(u.object_id == "u-dup" for u in units))
+        await eventually(lambda: any(u.object_id == "u-dup" for u in units))
         assert await r.service.dispatcher.wait_idle(5)
         dup_units = [u for u in units if u.object_id == "u-dup"]
         assert len(dup_units) == 1
@@ -229,6 +230,6 @@ async def test_one_object_is_never_handled_by_two_workers_at_once(tmp_path: Path
                 )
                 assert {a.status_code for a in answers} == {202}
                 await asyncio.sleep(0.005)
-        await poll_until(lambda: len(handled) == 48, timeout=20)
+        await eventually(lambda: len(handled) == 48, timeout=20)
         assert max(worst.values()) == 1
         assert total_worst > 1, "the pool never ran objects in parallel, so serialization was not exercised"

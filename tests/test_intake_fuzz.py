@@ -11,13 +11,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import serve_in_thread
 
 from reactor.app import create_app
 from reactor.config import Settings, with_overrides
 from reactor.dispatcher import WorkUnit
 from reactor.service import Service
 from reactor.store import SQLiteStore, SubscriptionRecord
+from tests.support.servers import serve_in_thread
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import httpx
 import orjson
-from reactor_proc import ReactorProcess, write_config
-from servers import free_port, poll_until
 
 from reactor.store import SQLiteStore, SubscriptionRecord
+from tests.support.eventually import eventually
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.servers import free_port
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -76,7 +77,7 @@ async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(tmp_path
 
     proc2 = ReactorProcess(config, port, "--record", str(record)).start()
     try:
-        await poll_until(lambda: acked <= recorded(record), timeout=30)
+        await eventually(lambda: acked <= recorded(record), timeout=30)
     finally:
         assert proc2.terminate() == 0
     # After a clean stop nothing acknowledged is left pending in the journal.

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import httpx
-from reactor_proc import ReactorProcess, write_config
-from servers import free_port, poll_until
 
 from reactor.store import SQLiteStore, SubscriptionRecord
+from tests.support.eventually import eventually
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.servers import free_port
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -66,7 +67,7 @@ async def test_sigterm_with_graph_and_askcody_unreachable_exits_0_within_the_gra
                 r = await client.post(f"{proc.url}/notifications", json={"value": [item]})
                 assert r.status_code == 202
         # Every unit has met the unreachable Graph at least once: they are in their retries now.
-        await poll_until(lambda: proc.log.read_text().count("retrying in") >= 3, timeout=30)
+        await eventually(lambda: proc.log.read_text().count("retrying in") >= 3, timeout=30)
         started = time.monotonic()
         rc = await asyncio.get_running_loop().run_in_executor(None, proc.terminate, 40.0)
         elapsed = time.monotonic() - started

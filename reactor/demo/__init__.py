@@ -47,8 +47,8 @@ async def _wait(check: Callable[[], Awaitable[bool]], timeout: float) -> float |
 
 
 async def play(once: bool, port: int, workdir: Path) -> int:
+    from graphsim import GraphSimulator
     from reactor.demo.stack import local_stack
-    from reactor.graphsim import GraphSimulator
 
     sim = GraphSimulator(token="demo-token")
     owners = sim.add_group(display_name="AskCody Owners")

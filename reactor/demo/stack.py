@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
+from graphsim import GraphSimulator, running_simulator
+from graphsim.server import serving
 from reactor.app import create_app
 from reactor.config import GroupMapping, Secret, Settings, validate, with_overrides
 from reactor.demo.askcody import build_scim_application
-from reactor.graphsim import GraphSimulator, running_simulator
-from reactor.graphsim.server import serving
 from reactor.service import Service
 from reactor.store import SQLiteStore
 from reactor.sync.engine import SyncEngine

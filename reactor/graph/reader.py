@@ -24,10 +24,10 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from reactor.config import Settings
+from reactor.domain.model import EntraGroup, EntraState, EntraUser
 from reactor.errors import DeltaTokenExpired, NotFoundError
 from reactor.graph.client import GraphClient
 from reactor.store.base import Store
-from reactor.sync.model import EntraGroup, EntraState, EntraUser
 
 USER_FIELDS = ("id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "accountEnabled")
 GROUP_DELTA_SELECT = "displayName,members"

@@ -1,6 +1,5 @@
 """AskCody's SCIM 2.0 endpoint: the client, the dialects' request forms, and the applier of plans."""
 
-from reactor.scim.apply import ApplyResult, apply_operations
 from reactor.scim.client import AskCodyClient, ScimError
 
-__all__ = ["ApplyResult", "AskCodyClient", "ScimError", "apply_operations"]
+__all__ = ["AskCodyClient", "ScimError", "apply_operations"]

@@ -27,6 +27,7 @@ import orjson
 
 from reactor import retry
 from reactor.config import AskCodySettings
+from reactor.domain.model import ScimGroup, ScimUser, UserAttributes
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ThrottledError, TransientError
 from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
@@ -42,8 +43,6 @@ from reactor.scim.resources import (
     resources,
     user_body,
 )
-from reactor.sync.model import ScimGroup, ScimUser, UserAttributes
-from reactor.sync.planner import attribute_changes
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +263,13 @@ class AskCodyClient:
         async for data in self._search("/Users", page_size=page_size):
             yield parse_user(data)
 
-    async def create_user(self, attrs: UserAttributes, *, active: bool = True) -> ScimUser:
-        """Create the user with the core and enterprise schemas.
+    async def create_user(self, attrs: UserAttributes, *, active: bool = True) -> tuple[ScimUser, bool]:
+        """Create the user with the core and enterprise schemas; ``(user, True)``.
 
         On 409 (``uniqueness``: it exists already, e.g. created by hand, or an earlier attempt did
-        succeed) the existing user is looked up by externalId, userName and e-mail and adopted: its
-        attributes and ``active`` are made to match. Returns the user as AskCody now holds it.
+        succeed) the existing user is looked up by externalId, userName and e-mail and returned as
+        ``(existing, False)``: whether and how to adopt it is the caller's decision
+        (:func:`reactor.sync.apply.apply_operations`). Raises :class:`ConflictError` when it cannot be found.
         """
         try:
             data = await self.request("POST", "/Users", body=user_body(attrs, active=active))
@@ -277,29 +277,17 @@ class AskCodyClient:
             existing = await self.find_user(attrs.external_id, attrs.user_name, attrs.email)
             if existing is None:
                 raise
-            log.info("user %s exists in AskCody as %s: adopting it", attrs.external_id, existing.id)
-            return await self.adopt_user(existing, attrs, active=active)
+            return existing, False
         if not isinstance(data, dict) or "id" not in data:
             found = await self.find_user(attrs.external_id, with_groups=False)
             if found is None:
                 raise PermanentError("POST /Users: the answer names no id and the user cannot be found")
-            return found
-        return parse_user(data, groups=frozenset())
-
-    async def adopt_user(self, existing: ScimUser, attrs: UserAttributes, *, active: bool) -> ScimUser:
-        """Make an existing user carry ``attrs`` (externalId included) and ``active``."""
-        changes = attribute_changes(attrs, existing)
-        if changes:
-            await self.update_user(existing.id, changes)
-        if existing.active != active:
-            await self.set_active(existing.id, active)
-        if not changes and existing.active == active:
-            return existing
-        return await self.get_user(existing.id)
+            return found, True
+        return parse_user(data, groups=frozenset()), True
 
     async def update_user(self, scim_id: str, changes: Mapping[str, str | None]) -> None:
         """PATCH-replace the changed attributes (``None`` removes one); names as in
-        :class:`~reactor.sync.model.UserAttributes`."""
+        :class:`~reactor.domain.model.UserAttributes`."""
         if not changes:
             return
         await self.request("PATCH", f"/Users/{scim_id}", body=forms.replace_attributes(changes, self.dialect))

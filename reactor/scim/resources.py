@@ -2,7 +2,7 @@
 
 Requests are built with scim2-models (typed resources, the right ``schemas`` and camelCase names,
 the enterprise extension, validated values). Responses are read leniently from plain JSON into
-:class:`~reactor.sync.model.ScimUser` / :class:`~reactor.sync.model.ScimGroup`: AskCody's exact
+:class:`~reactor.domain.model.ScimUser` / :class:`~reactor.domain.model.ScimGroup`: AskCody's exact
 answers are not documented, and a strict validator would turn a harmless deviation (an unknown
 extension, a string ``"True"``, an address without a dot) into a failed sync.
 """
@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from scim2_models import Context, EnterpriseUser, Group, Name, User
 from scim2_models import Email as ScimEmail
 
+from reactor.domain.model import ScimGroup, ScimUser, UserAttributes
 from reactor.errors import PermanentError
-from reactor.sync.model import ScimGroup, ScimUser, UserAttributes
 
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -26,14 +26,14 @@ import orjson
 from reactor import log
 from reactor.config import Settings
 from reactor.dispatcher import WorkUnit
+from reactor.domain.model import EntraUser, ScimUser, UserFacts
+from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
 from reactor.errors import NotFoundError, ReactorError, TransientError
 from reactor.graph.reader import GraphReader, GroupsDelta
 from reactor.metrics import APPLY_LAG_SECONDS, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
-from reactor.scim.apply import apply_operations
 from reactor.scim.client import AskCodyClient
 from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
-from reactor.sync.model import EntraUser, ScimUser, UserFacts
-from reactor.sync.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
+from reactor.sync.apply import apply_operations
 from reactor.sync.planner import plan_user, user_attributes
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from reactor.config import Settings
-from reactor.sync.model import EntraUser, ScimUser, UserAttributes, UserFacts
-from reactor.sync.operations import (
+from reactor.domain.model import EntraUser, ScimUser, UserAttributes, UserFacts
+from reactor.domain.operations import (
     AddMember,
     CreateUser,
     DeleteUser,

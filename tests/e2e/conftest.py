@@ -6,16 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tenant_names import PROVIDER, RECEPTION, ROLE
 
-from reactor import log, retry
+from graphsim import GraphSimulator
+from reactor import log
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
+from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries() -> None:
-    retry.TESTING = True
+def _fast_retries(retry_testing: None) -> None:
     log.configure("info")
 
 

@@ -3,31 +3,20 @@ traffic goes through the fault proxy to a real scim2-server."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faultproxy import FaultProxy, fault_proxy
-from scim_server import ScimServer, scim_server
-
+from graphsim import GraphSimulator
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
+from tests.support.eventually import eventually
+from tests.support.faultproxy import FaultProxy, fault_proxy
+from tests.support.scim_server import ScimServer, scim_server
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "AskCody") -> None:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not reach the expected state within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def holds(value: bool) -> bool:

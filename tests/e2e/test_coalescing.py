@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import Proxied, add_user, eventually, idle, member_of, proxied_stack, ready
-from tenant_names import PROVIDER, RECEPTION, ROLE
 
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
+from tests.e2e.helpers import Proxied, add_user, eventually, idle, member_of, proxied_stack, ready
+from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 DUPLICATES = 1_000
 BATCH = 100

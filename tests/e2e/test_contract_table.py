@@ -3,26 +3,16 @@ simulated tenant changes, Graph notifies the reactor, and scim2-server ends in t
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tenant_names import PROVIDER, RECEPTION, ROLE
 
+from graphsim import GraphSimulator
 from reactor.demo.stack import Stack
-from reactor.graphsim import GraphSimulator
+from tests.support.eventually import eventually
+from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"AskCody did not reach the expected state within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 async def ready(stack: Stack) -> None:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import httpx
-from tenant_names import ROLE
 
+from graphsim import GraphSimulator
 from reactor.demo.stack import free_port, local_stack
-from reactor.graphsim import GraphSimulator
+from tests.support.tenant_names import ROLE
 
 
 async def test_unreachable_public_url_degrades_readiness_but_sync_goes_on(

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultproxy import ProxiedRequest
-from helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, proxied_stack, ready
-from tenant_names import PROVIDER, RECEPTION, ROLE
 
+from graphsim import GraphSimulator
 from reactor import retry
 from reactor.commands import replay_dead_letters
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
 from reactor.metrics import RETRIES
 from reactor.store.base import JournalItem
+from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, proxied_stack, ready
+from tests.support.faultproxy import ProxiedRequest
+from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 GRANTS = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from reactor_proc import write_config
-from scim_server import ScimServer, scim_server
-from tenant_names import RECEPTION, ROLE
 
-from reactor.graphsim import GraphSimulator, running_simulator
+from graphsim import GraphSimulator, running_simulator
+from tests.support.reactor_proc import write_config
+from tests.support.scim_server import ScimServer, scim_server
+from tests.support.tenant_names import RECEPTION, ROLE
 
 
 @dataclass

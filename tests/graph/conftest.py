@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from graphsim import GraphSimulator, running_simulator
 from reactor import retry
 from reactor.config import AttributeSettings, GraphSettings, GroupMapping, Secret, Settings
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader
-from reactor.graphsim import GraphSimulator, running_simulator
 from reactor.store.sqlite import SQLiteStore
 
 TENANT = "6f3c2a10-0000-4000-8000-00000000c0de"

@@ -8,6 +8,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from kiota_abstractions.request_information import RequestInformation
 
+from graphsim import GraphSimulator
 from reactor.config import GraphSettings, Secret
 from reactor.errors import (
     ConfigurationError,
@@ -19,7 +20,6 @@ from reactor.errors import (
 )
 from reactor.graph.auth import build_auth_provider, build_credential, scope_for
 from reactor.graph.client import GraphClient, parse_retry_after
-from reactor.graphsim import GraphSimulator
 from reactor.metrics import REGISTRY
 from reactor.retry import RetryPolicy, recording
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from graphsim import GraphSimulator
+from reactor.domain.model import EntraGroup, EntraUser
 from reactor.errors import TransientError
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader, GroupChange
-from reactor.graphsim import GraphSimulator
 from reactor.retry import recording
 from reactor.store.sqlite import SQLiteStore
-from reactor.sync.model import EntraGroup, EntraUser
 
 APP_EXT = "extension_0123456789abcdef0123456789abcdef_costCenter"
 Reader = Callable[..., GraphReader]

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from reactor.graphsim import GraphSimulator, running_simulator
-from reactor.graphsim.server import serving
-from reactor.graphsim.timestamps import to_iso
+from graphsim import GraphSimulator, running_simulator
+from graphsim.server import serving
+from graphsim.timestamps import to_iso
 
 TENANT_ID = "11111111-2222-3333-4444-555555555555"
 TOKEN = "sim-token"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
 
 TENANT = "99999999-8888-7777-6666-555555555555"
 USER = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -60,7 +60,7 @@ async def test_runs_as_a_process(tmp_path: Path) -> None:
         )
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reactor.graphsim", "--port", "0", "--tenant-id", TENANT, "--token", "T",
+        sys.executable, "-m", "graphsim", "--port", "0", "--tenant-id", TENANT, "--token", "T",
         "--seed-file", str(seed),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

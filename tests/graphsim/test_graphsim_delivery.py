@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
 
 if TYPE_CHECKING:
     from conftest import ManualClock, Receiver, Subscribe

@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
 
 USER_SELECT = "displayName,userPrincipalName,accountEnabled,employeeOrgData"
 

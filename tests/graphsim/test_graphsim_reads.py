@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
 
 
 async def test_get_user_returns_only_selected_properties(sim: GraphSimulator, graph: httpx.AsyncClient) -> None:

@@ -6,8 +6,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from reactor.graphsim import GraphSimulator
-from reactor.graphsim.timestamps import parse_iso, to_iso
+from graphsim import GraphSimulator
+from graphsim.timestamps import parse_iso, to_iso
 
 if TYPE_CHECKING:
     from conftest import ManualClock, Receiver, Subscribe

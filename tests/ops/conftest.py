@@ -3,27 +3,25 @@ real HTTP), and helpers to make a change flow from Entra to AskCody and to wait 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tenant_names import Eventually, StackFactory
 
-from reactor import log, retry
+from graphsim import GraphSimulator
+from reactor import log
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
+from tests.support.eventually import eventually
+from tests.support.tenant_names import Eventually, StackFactory
 
 GROUPS = {"Facility Management": "role", "Reception Copenhagen": "reception"}
 
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries() -> None:
-    retry.TESTING = True
+def _fast_retries(retry_testing: None) -> None:
     log.configure("warning")
 
 
@@ -36,15 +34,6 @@ def sim() -> GraphSimulator:
 def tenant_groups(sim: GraphSimulator) -> dict[str, str]:
     """AskCody group name -> the Entra group id in scope."""
     return {name: sim.add_group(display_name=f"{name} (Entra)") for name in GROUPS}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import httpx
-from faultproxy import fault_proxy
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from scim_server import scim_server
-from tenant_names import Eventually, StackFactory
 
 from reactor.demo.stack import Stack
+from tests.support.faultproxy import fault_proxy
+from tests.support.scim_server import scim_server
+from tests.support.tenant_names import Eventually, StackFactory
 
 Families = dict[str, Metric]
 

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from faultproxy import fault_proxy
-from scim_server import build_application, scim_server
-from servers import free_port, serve_asgi
-from tenant_names import Eventually, StackFactory
+
+from tests.support.faultproxy import fault_proxy
+from tests.support.scim_server import build_application, scim_server
+from tests.support.servers import free_port, serve_asgi
+from tests.support.tenant_names import Eventually, StackFactory
 
 
 class Probe:

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
-from tenant_names import Eventually
 
 from reactor.demo.stack import Stack
+from tests.support.tenant_names import Eventually
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"

@@ -13,9 +13,8 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from expected import Oracle
-
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
+from tests.support.expected import Oracle
 
 KINDS: dict[str, int] = {
     "add_member": 20,

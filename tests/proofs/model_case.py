@@ -16,16 +16,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from entra_ops import Op, TenantDriver, random_ops
-from expected import Oracle, describe, diff, read_askcody, rules_from
-from faultproxy import FaultProxy, ProxiedRequest, fault_proxy
-from scim_server import build_application
-from servers import serve_asgi
-
+from graphsim import GraphSimulator
 from reactor import retry
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
 from reactor.store.base import JournalItem
+from tests.proofs.entra_ops import Op, TenantDriver, random_ops
+from tests.support.expected import Oracle, describe, diff, read_askcody, rules_from
+from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
+from tests.support.scim_server import build_application
+from tests.support.servers import serve_asgi
 
 GROUPS = (("Facility Management", "role"), ("Reception Copenhagen", "reception"), ("Catering", "service_provider"))
 

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from entra_ops import TenantDriver, random_ops
-from expected import Oracle, describe, diff, read_askcody, rules_from
-from faultproxy import FaultProxy
-from reactor_proc import ReactorProcess, write_config
-from scim_server import build_application
-from servers import free_port, serve_asgi
 
-from reactor.graphsim import GraphSimulator
-from reactor.graphsim.server import serving
+from graphsim import GraphSimulator
+from graphsim.server import serving
+from tests.proofs.entra_ops import TenantDriver, random_ops
+from tests.support.expected import Oracle, describe, diff, read_askcody, rules_from
+from tests.support.faultproxy import FaultProxy
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.scim_server import build_application
+from tests.support.servers import free_port, serve_asgi
 
 GROUPS = (("Facility Management", "role"), ("Reception Copenhagen", "reception"), ("Catering", "service_provider"))
 

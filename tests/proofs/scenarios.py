@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proof_rig import process_rig
+from tests.proofs.proof_rig import process_rig
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenarios import dropped_notifications, kill9, scim_outage, throttle_storm
+
+from tests.proofs.scenarios import dropped_notifications, kill9, scim_outage, throttle_storm
 
 OUTAGE_SECONDS = 30.0
 """The SCIM outage of the proof. Longer than one SCIM request's whole retry budget in the reactor

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from expected import read_askcody
-from proof_rig import Rig, process_rig
+
+from tests.proofs.proof_rig import Rig, process_rig
+from tests.support.expected import read_askcody
 
 FOREIGN_TENANT = "99999999-8888-7777-6666-555555555555"
 UNKNOWN_SUB = "0badc0de-0000-4000-8000-000000000000"

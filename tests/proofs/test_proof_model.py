@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from entra_ops import KINDS, Op
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from model_case import Case, LoseAnswer, NotificationFaults, Pause, ScimBurst, Step, capped, run_case
 
 from reactor import log
+from tests.proofs.entra_ops import KINDS, Op
+from tests.proofs.model_case import Case, LoseAnswer, NotificationFaults, Pause, ScimBurst, Step, capped, run_case
 
 ops = st.builds(Op, st.sampled_from(sorted(KINDS)), st.integers(0, 999), st.integers(0, 999))
 steps: st.SearchStrategy[Step] = st.one_of(

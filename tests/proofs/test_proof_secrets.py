@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from proof_rig import Rig, process_rig
-from reactor_proc import ReactorProcess, write_config
-from servers import free_port
+from tests.proofs.proof_rig import Rig, process_rig
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.servers import free_port
 
 
 @dataclass(frozen=True)

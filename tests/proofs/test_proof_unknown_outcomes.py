@@ -12,26 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from entra_ops import TenantDriver
-from expected import Oracle, describe, diff, read_askcody, rules_from
-from faultproxy import FaultProxy, ProxiedRequest, fault_proxy
-from scim_server import build_application
-from servers import serve_asgi
 
-from reactor import log, retry
+from graphsim import GraphSimulator
+from reactor import log
 from reactor.config import AskCodySettings, Secret
 from reactor.demo.stack import Stack, local_stack
-from reactor.graphsim import GraphSimulator
 from reactor.ratelimit import TokenBucket
 from reactor.scim.client import AskCodyClient
 from reactor.store.base import JournalItem
+from tests.proofs.entra_ops import TenantDriver
+from tests.support.expected import Oracle, describe, diff, read_askcody, rules_from
+from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
+from tests.support.scim_server import build_application
+from tests.support.servers import serve_asgi
 
 GROUPS = (("Facility Management", "role"), ("Reception Copenhagen", "reception"), ("Catering", "service_provider"))
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries() -> None:
-    retry.TESTING = True
+def _fast_retries(retry_testing: None) -> None:
     log.configure("warning")
 
 

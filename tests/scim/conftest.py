@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from scim_server import ScimServer, scim_server
 
 from reactor import retry
 from reactor.config import AskCodySettings, Dialect, Secret
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient
+from tests.support.scim_server import ScimServer, scim_server
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import pytest
-from faultproxy import fault_proxy
-from scim_server import ScimServer
 
 from reactor.config import AskCodySettings, GroupMapping, Settings
+from reactor.domain.model import EntraUser, UserFacts
+from reactor.domain.operations import AddMember, CreateUser, DeleteUser, EnsureGroup, RemoveMember, SetActive, UpdateUser
 from reactor.ratelimit import TokenBucket
-from reactor.scim import AskCodyClient, ScimError, apply_operations
-from reactor.sync.model import EntraUser, UserFacts
-from reactor.sync.operations import AddMember, CreateUser, DeleteUser, EnsureGroup, RemoveMember, SetActive, UpdateUser
+from reactor.scim import AskCodyClient, ScimError
+from reactor.sync.apply import apply_operations
 from reactor.sync.planner import plan_group_deleted, plan_user, user_attributes
+from tests.support.faultproxy import fault_proxy
+from tests.support.scim_server import ScimServer
 
 G1 = "aaaaaaaa-0000-0000-0000-000000000001"
 G2 = "aaaaaaaa-0000-0000-0000-000000000002"
@@ -97,7 +98,7 @@ async def test_deprovision_delete(client: AskCodyClient, server: ScimServer) -> 
 
 async def test_a_hand_made_user_is_adopted_by_email(client: AskCodyClient, server: ScimServer) -> None:
     made_by_hand = EntraUser(id="hand-made", user_principal_name="someone.else", mail="user3@contoso.com")
-    hand = await client.create_user(user_attributes(made_by_hand), active=False)
+    hand, _ = await client.create_user(user_attributes(made_by_hand), active=False)
     s, ids = config(), {}
     facts = person(3, G1)
     assert await sync(client, facts, s, ids) == [EnsureGroup, UpdateUser, SetActive, AddMember]
@@ -152,7 +153,7 @@ async def test_scim2_server_refuses_the_entra_member_removal(
     """Quirks worth knowing: scim2-server refuses Entra's default removal form, yet its lax pydantic
     validation accepts Entra's string ``"False"`` for ``active``."""
     async with AskCodyClient(settings_for(server.url, server.token, "entra"), TokenBucket(10_000)) as client:
-        user = await client.create_user(user_attributes(person(6).user))  # type: ignore[arg-type]
+        user, _ = await client.create_user(user_attributes(person(6).user))  # type: ignore[arg-type]
         await client.set_active(user.id, False)
         assert not (await client.get_user(user.id)).active
         group = await client.ensure_group(G1, "G")

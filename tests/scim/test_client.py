@@ -7,16 +7,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from faultproxy import fault_proxy
-from scim_server import ScimServer
 
 from reactor.config import AskCodySettings
+from reactor.domain.model import UserAttributes
 from reactor.errors import NotFoundError
 from reactor.metrics import REGISTRY
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
 from reactor.scim.resources import CORE_USER, ENTERPRISE_USER
-from reactor.sync.model import UserAttributes
+from reactor.sync.apply import adopt
+from tests.support.faultproxy import fault_proxy
+from tests.support.scim_server import ScimServer
 
 UID = "11111111-1111-1111-1111-111111111111"
 GID = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -64,7 +65,7 @@ async def test_ping_with_a_wrong_token_is_refused_without_leaking_it(
 
 
 async def test_create_then_look_up_by_external_id_user_name_and_email(client: AskCodyClient, server: ScimServer) -> None:
-    created = await client.create_user(alice())
+    created, _ = await client.create_user(alice())
     assert created.external_id == UID and created.active and created.cost_center == "CC-100"
 
     by_external_id = await client.find_user(UID)
@@ -86,7 +87,9 @@ async def test_create_then_look_up_by_external_id_user_name_and_email(client: As
 async def test_a_user_created_by_hand_is_adopted_not_duplicated(client: AskCodyClient, server: ScimServer) -> None:
     hand = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "alice@contoso.com", "active": False})
 
-    adopted = await client.create_user(alice())  # 409 uniqueness → look up and adopt
+    found, created = await client.create_user(alice())  # 409 uniqueness → looked up, returned as it is
+    assert (found.id, created) == (hand["id"], False)
+    adopted = await adopt(client, found, alice(), active=True)
 
     assert adopted.id == hand["id"]
     assert len(users(server)) == 1
@@ -118,7 +121,7 @@ async def test_email_lookup_falls_back_when_the_complex_filter_is_refused(
 
 
 async def test_patch_replaces_attributes_including_cost_center(client: AskCodyClient) -> None:
-    user = await client.create_user(alice())
+    user, _ = await client.create_user(alice())
     await client.update_user(
         user.id,
         {
@@ -145,7 +148,7 @@ async def test_patch_replaces_attributes_including_cost_center(client: AskCodyCl
 
 
 async def test_active_false_then_true(client: AskCodyClient) -> None:
-    user = await client.create_user(alice())
+    user, _ = await client.create_user(alice())
     await client.set_active(user.id, False)
     assert not (await client.get_user(user.id)).active
     await client.set_active(user.id, True)
@@ -175,7 +178,7 @@ async def test_members_are_added_in_one_patch_and_removed(
             group = await client.ensure_group(GID, "Facility Management")
             ids = []
             for n in range(3):
-                user = await client.create_user(alice(user_name=f"u{n}@contoso.com", external_id=f"e{n}", email=None))
+                user, _ = await client.create_user(alice(user_name=f"u{n}@contoso.com", external_id=f"e{n}", email=None))
                 ids.append(user.id)
             before = proxy.count("PATCH")
             await client.add_members(group.id, ids)
@@ -202,7 +205,7 @@ async def test_member_batches_are_split(client: AskCodyClient) -> None:
 async def test_not_found_and_delete(client: AskCodyClient) -> None:
     with pytest.raises(NotFoundError):
         await client.get_user("does-not-exist")
-    user = await client.create_user(alice())
+    user, _ = await client.create_user(alice())
     assert await client.delete_user(user.id) is True
     assert await client.delete_user(user.id) is False
     assert await client.find_user(UID) is None

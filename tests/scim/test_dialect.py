@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from servers import serve_asgi
 
 from reactor.config import AskCodySettings, Dialect
+from reactor.domain.model import UserAttributes
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
 from reactor.scim.resources import ENTERPRISE_USER, PATCH_OP
-from reactor.sync.model import UserAttributes
+from tests.support.servers import serve_asgi
 
 TOKEN = "s3cr3t-token-value"
 ATTRS = UserAttributes("alice@contoso.com", "e-1", "Alice Jensen", "Alice", "Jensen", "alice@contoso.com", "CC-1")
@@ -135,7 +135,7 @@ async def test_rfc_dialect_bodies(recorder: tuple[Recorder, str], make_client: C
 async def test_create_body_and_headers(recorder: tuple[Recorder, str], make_client: Callable[[Dialect], AskCodyClient]) -> None:
     app, _ = recorder
     async with make_client("entra") as client:
-        created = await client.create_user(ATTRS, active=True)
+        created, _ = await client.create_user(ATTRS, active=True)
     assert created.id == "new-id"
     sent = app.last()
     assert (sent.method, sent.path) == ("POST", "/Users")

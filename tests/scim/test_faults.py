@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from faultproxy import FaultProxy, ProxiedRequest, fault_proxy
-from scim_server import ScimServer
 
 from reactor import retry
 from reactor.config import AskCodySettings
+from reactor.domain.model import UserAttributes
 from reactor.errors import PermanentError, ThrottledError, TransientError
 from reactor.metrics import REGISTRY
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
 from reactor.scim.client import parse_retry_after
-from reactor.sync.model import UserAttributes
+from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
+from tests.support.scim_server import ScimServer
 
 ATTRS = UserAttributes("alice@contoso.com", "e-1", "Alice", "Alice", "Jensen", "alice@contoso.com", "CC-1")
 POLICY = retry.RetryPolicy(attempts=5, horizon=60.0)
@@ -47,7 +47,7 @@ async def test_a_burst_of_503_converges(client: AskCodyClient, proxy: FaultProxy
     proxy.unavailable(times=3, when=is_post)
     before = retries()
     with retry.recording() as history:
-        user = await client.create_user(ATTRS)
+        user, _ = await client.create_user(ATTRS)
     assert proxy.count("POST", "/Users") == 4
     assert len(server.resources("User")) == 1 and user.external_id == "e-1"
     assert retries() - before == 3
@@ -73,7 +73,7 @@ async def test_503_with_retry_after_is_throttling(client: AskCodyClient, proxy: 
 
 
 async def test_a_400_is_permanent_and_not_retried(client: AskCodyClient, proxy: FaultProxy) -> None:
-    user = await client.create_user(ATTRS)
+    user, _ = await client.create_user(ATTRS)
     proxy.reject(when=lambda r: r.method == "PATCH")
     before = retries()
     with pytest.raises(ScimError) as info:
@@ -106,13 +106,13 @@ async def test_a_retry_after_beyond_the_horizon_gives_up_at_once(client: AskCody
 async def test_a_create_retried_after_it_succeeded_adopts(client: AskCodyClient, proxy: FaultProxy, server: ScimServer) -> None:
     """A POST that reached AskCody but whose answer was lost: the retry meets 409 and adopts."""
     proxy.lose_answer(times=1, when=is_post)
-    user = await client.create_user(ATTRS)
+    user, _ = await client.create_user(ATTRS)
     assert proxy.count("POST", "/Users") == 2
     assert len(server.resources("User")) == 1 and user.external_id == "e-1" and user.cost_center == "CC-1"
 
 
 async def test_connection_refused_is_transient(settings_for: Callable[..., AskCodySettings]) -> None:
-    from servers import free_port
+    from tests.support.servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v2"
     policy = retry.RetryPolicy(attempts=2, horizon=10)

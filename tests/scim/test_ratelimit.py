@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from scim_server import ScimServer
-
 from reactor.config import AskCodySettings
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient
+from tests.support.scim_server import ScimServer
 
 
 class FakeClock:

@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from servers import serve_asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from graphsim import GraphSimulator, running_simulator
 from reactor import retry
 from reactor.config import GraphSettings, Secret, ServerSettings, Settings, SubscriptionSettings
 from reactor.graph.client import GraphClient
-from reactor.graphsim import GraphSimulator, running_simulator
 from reactor.store.sqlite import SQLiteStore
 from subscriptions.manager import Backoff, SubscriptionManager
+from tests.support.servers import serve_asgi
 
 TENANT = "6f3c2a10-0000-4000-8000-00000000c0de"
 TOKEN = "sim-test-token"

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from servers import poll_until
-
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
+from tests.support.eventually import eventually
 
 Factory = Callable[..., SubscriptionManager]
 
@@ -23,7 +22,7 @@ async def _ready(make_manager: Factory) -> SubscriptionManager:
 
 async def _deliver(sim: GraphSimulator, receiver: Any, sub_id: str, event: str) -> dict[str, Any]:
     assert await sim.send_lifecycle(sub_id, event)
-    await poll_until(lambda: any(i.get("lifecycleEvent") == event for i in receiver.items["lifecycle"]))
+    await eventually(lambda: any(i.get("lifecycleEvent") == event for i in receiver.items["lifecycle"]))
     item: dict[str, Any] = next(i for i in receiver.items["lifecycle"] if i.get("lifecycleEvent") == event)
     return item
 

@@ -7,14 +7,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from graphsim import GraphSimulator
 from reactor.config import ServerSettings, Settings
 from reactor.errors import TransientError
 from reactor.graph.client import GraphClient
-from reactor.graphsim import GraphSimulator
 from reactor.metrics import REGISTRY
 from reactor.store.sqlite import SQLiteStore
+from reactor.times import parse_iso
 from subscriptions.manager import CHANGE_TYPE, SubscriptionManager
-from subscriptions.times import parse_iso
 
 Factory = Callable[..., SubscriptionManager]
 

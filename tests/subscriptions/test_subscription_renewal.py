@@ -7,12 +7,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from servers import poll_until
-
-from reactor.graphsim import GraphSimulator
+from graphsim import GraphSimulator
+from reactor.times import parse_iso
 from subscriptions.manager import SubscriptionManager
 from subscriptions.renewal import run_renewal
-from subscriptions.times import parse_iso
+from tests.support.eventually import eventually
 
 Factory = Callable[..., SubscriptionManager]
 DAY = 86400.0
@@ -75,6 +74,6 @@ async def test_loop_with_real_waiting_stops_promptly(make_manager: Factory) -> N
     await manager.load()
     stop = asyncio.Event()
     task = asyncio.create_task(run_renewal(manager, stop=stop))
-    await poll_until(lambda: manager.record("users") is not None and manager.record("groups") is not None)
+    await eventually(lambda: manager.record("users") is not None and manager.record("groups") is not None)
     stop.set()
     await asyncio.wait_for(task, timeout=5)

@@ -32,8 +32,8 @@ from typing import Any
 
 import httpx
 
-from reactor.graphsim import GraphSimulator
-from reactor.graphsim.tenant import User
+from graphsim import GraphSimulator
+from graphsim.tenant import User
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CASE_INSENSITIVE = frozenset({"user_name", "email"})

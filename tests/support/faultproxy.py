@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from servers import serve_asgi
+
+from tests.support.servers import serve_asgi
 
 HOP_BY_HOP = frozenset(
     {

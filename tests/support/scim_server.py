@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from scim2_server.memory import AsyncInMemoryStorage
-from servers import serve_asgi
 
 from reactor.demo.askcody import build_scim_application
+from tests.support.servers import serve_asgi
 
 build_application = build_scim_application
 

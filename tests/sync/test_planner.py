@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reactor.config import AskCodySettings, GroupMapping, Settings
-from reactor.sync.model import EntraUser, ScimUser, UserFacts
-from reactor.sync.operations import (
+from reactor.domain.model import EntraUser, ScimUser, UserFacts
+from reactor.domain.operations import (
     AddMember,
     CreateUser,
     DeleteUser,

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from reactor.graphsim.faults import Faults
+from graphsim.faults import Faults
 
 log = logging.getLogger(__name__)
 

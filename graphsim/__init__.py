@@ -12,12 +12,12 @@ It is the test double of every test and the tenant of ``reactor demo``; it follo
 Modules: :mod:`tenant` (directory and change log), :mod:`delta` (delta rounds and links),
 :mod:`subscriptions` (subscription rules), :mod:`handshake`, :mod:`delivery` (notification sender),
 :mod:`faults`, :mod:`app` (Graph routes), :mod:`control` (``/_sim`` routes), :mod:`seed`,
-:mod:`simulator` (the facade), :mod:`server` (serving it). ``python -m reactor.graphsim`` runs one.
+:mod:`simulator` (the facade), :mod:`server` (serving it). ``python -m graphsim`` runs one.
 """
 
-from reactor.graphsim.clock import OffsetClock
-from reactor.graphsim.faults import Faults
-from reactor.graphsim.server import running_simulator
-from reactor.graphsim.simulator import GraphSimulator
+from graphsim.clock import OffsetClock
+from graphsim.faults import Faults
+from graphsim.server import running_simulator
+from graphsim.simulator import GraphSimulator
 
 __all__ = ["Faults", "GraphSimulator", "OffsetClock", "running_simulator"]

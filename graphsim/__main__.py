@@ -1,4 +1,4 @@
-"""``python -m reactor.graphsim``: run a simulator as a process until SIGINT or SIGTERM.
+"""``python -m graphsim``: run a simulator as a process until SIGINT or SIGTERM.
 
 The first line on stdout is the Graph base URL (``http://HOST:PORT/v1.0``); the control API is at
 ``http://HOST:PORT/_sim``. The clock is the wall clock, movable with ``POST /_sim/clock``.
@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reactor.graphsim.clock import OffsetClock
-from reactor.graphsim.server import running_simulator
-from reactor.graphsim.simulator import GraphSimulator
+from graphsim.clock import OffsetClock
+from graphsim.server import running_simulator
+from graphsim.simulator import GraphSimulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reactor.graphsim", description="Run the Graph simulator.")
+    parser = argparse.ArgumentParser(prog="python -m graphsim", description="Run the Graph simulator.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     parser.add_argument("--tenant-id", default=None, help="tenant GUID (default: a random one)")

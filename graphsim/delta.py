@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reactor.graphsim.paging import CursorStore
-from reactor.graphsim.properties import MEMBERS, render_group, render_user
-from reactor.graphsim.tenant import Tenant
+from graphsim.paging import CursorStore
+from graphsim.properties import MEMBERS, render_group, render_user
+from graphsim.tenant import Tenant
 
 DeltaResource = Literal["users", "groups"]
 DEFAULT_TOKEN_LIFETIME = 7 * 24 * 3600.0

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
-from reactor.graphsim.simulator import GraphSimulator
+from graphsim.simulator import GraphSimulator
 
 STARTUP_TIMEOUT = 10.0
 

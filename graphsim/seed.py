@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from reactor.graphsim.tenant import DIRECTORY_EXTENSION
+from graphsim.tenant import DIRECTORY_EXTENSION
 
 if TYPE_CHECKING:
-    from reactor.graphsim.simulator import GraphSimulator
+    from graphsim.simulator import GraphSimulator
 
 _USER_ALIASES = {
     "userPrincipalName": "user_principal_name",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reactor.graphsim.responses import GraphHTTPError
+from graphsim.responses import GraphHTTPError
 
 _ID_TERM = re.compile(r"^\s*id\s+eq\s+'([^']+)'\s*$", re.IGNORECASE)
 _OR = re.compile(r"\s+or\s+", re.IGNORECASE)

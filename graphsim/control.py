@@ -35,11 +35,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from reactor.graphsim.responses import error_response, json_response
-from reactor.graphsim.seed import group_fields, user_fields
+from graphsim.responses import error_response, json_response
+from graphsim.seed import group_fields, user_fields
 
 if TYPE_CHECKING:
-    from reactor.graphsim.simulator import GraphSimulator
+    from graphsim.simulator import GraphSimulator
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -229,7 +229,7 @@ def control_routes(sim: GraphSimulator) -> list[Route]:
     async def clock(request: Request) -> Response:
         advance = getattr(sim.clock, "advance", None)
         if advance is None:
-            raise ValueError("this simulator's clock cannot be moved (run it with python -m reactor.graphsim)")
+            raise ValueError("this simulator's clock cannot be moved (run it with python -m graphsim)")
         advance(float((await _body(request)).get("advance_seconds", 0)))
         return json_response({"now": sim.clock()})
 

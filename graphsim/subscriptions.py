@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from reactor.graphsim.responses import GraphHTTPError
-from reactor.graphsim.timestamps import parse_iso, to_iso
+from graphsim.responses import GraphHTTPError
+from graphsim.timestamps import parse_iso, to_iso
 
 MIN_LIFETIME = 45 * 60.0
 MAX_LIFETIME = 41_760 * 60.0

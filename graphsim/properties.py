@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reactor.graphsim.responses import GraphHTTPError
-from reactor.graphsim.tenant import DIRECTORY_EXTENSION, Group, User
-from reactor.graphsim.timestamps import to_iso
+from graphsim.responses import GraphHTTPError
+from graphsim.tenant import DIRECTORY_EXTENSION, Group, User
+from graphsim.timestamps import to_iso
 
 _USER_MODELLED = (
     "id",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from reactor.sync.model import UserAttributes
+from reactor.domain.model import UserAttributes
 
 
 @dataclass(frozen=True)

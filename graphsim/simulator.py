@@ -2,7 +2,7 @@
 
 Mutations are synchronous; call them from the event-loop thread. Each records delta changes and
 queues change notifications for the live subscriptions it concerns (sent once the simulator runs,
-see :func:`reactor.graphsim.server.running_simulator`).
+see :func:`graphsim.server.running_simulator`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from reactor.graphsim.app import build_app
-from reactor.graphsim.delivery import Delivery
-from reactor.graphsim.delta import DeltaLinks
-from reactor.graphsim.faults import Faults
-from reactor.graphsim.properties import render_group, render_user, user_select
-from reactor.graphsim.seed import load_seed
-from reactor.graphsim.subscriptions import LIFECYCLE_EVENTS, Subscription, SubscriptionRegistry
-from reactor.graphsim.tenant import Change, Tenant
+from graphsim.app import build_app
+from graphsim.delivery import Delivery
+from graphsim.delta import DeltaLinks
+from graphsim.faults import Faults
+from graphsim.properties import render_group, render_user, user_select
+from graphsim.seed import load_seed
+from graphsim.subscriptions import LIFECYCLE_EVENTS, Subscription, SubscriptionRegistry
+from graphsim.tenant import Change, Tenant
 
 DEFAULT_APPLICATION_ID = "00000000-0000-0000-0000-00000000a991"
 
@@ -249,7 +249,7 @@ class GraphSimulator:
         await self.delivery.stop()
 
     def load_seed(self, document: Mapping[str, Any]) -> None:
-        """Create the users and groups of a seed document (see :mod:`reactor.graphsim.seed`)."""
+        """Create the users and groups of a seed document (see :mod:`graphsim.seed`)."""
         load_seed(self, document)
 
     def __repr__(self) -> str:

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from reactor.graphsim.control import control_routes
-from reactor.graphsim.delta import DeltaExpired, DeltaPage, DeltaQuery, DeltaResource
-from reactor.graphsim.handshake import validate_endpoint
-from reactor.graphsim.paging import CursorStore
-from reactor.graphsim.properties import group_select, render_group, render_user, user_select
-from reactor.graphsim.query import max_page_size, parse_id_filter, parse_select, parse_top
-from reactor.graphsim.responses import (
+from graphsim.control import control_routes
+from graphsim.delta import DeltaExpired, DeltaPage, DeltaQuery, DeltaResource
+from graphsim.handshake import validate_endpoint
+from graphsim.paging import CursorStore
+from graphsim.properties import group_select, render_group, render_user, user_select
+from graphsim.query import max_page_size, parse_id_filter, parse_select, parse_top
+from graphsim.responses import (
     GraphHTTPError,
     handle_graph_error,
     handle_method_not_allowed,
@@ -30,7 +30,7 @@ from reactor.graphsim.responses import (
 )
 
 if TYPE_CHECKING:
-    from reactor.graphsim.simulator import GraphSimulator
+    from graphsim.simulator import GraphSimulator
 
 MAX_GROUP_FILTER_IDS = 50
 MEMBERS_PAGE = 100

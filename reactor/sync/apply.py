@@ -22,10 +22,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reactor.errors import PermanentError, ReactorError
-from reactor.metrics import CHANGES_APPLIED
-from reactor.scim.client import AskCodyClient
-from reactor.sync.operations import (
+from reactor import log
+from reactor.domain.model import ScimUser, UserAttributes
+from reactor.domain.operations import (
     AddMember,
     CreateUser,
     DeleteUser,
@@ -37,6 +36,10 @@ from reactor.sync.operations import (
     entra_user_of,
     kind,
 )
+from reactor.errors import PermanentError, ReactorError
+from reactor.metrics import CHANGES_APPLIED
+from reactor.scim.client import AskCodyClient
+from reactor.sync.planner import attribute_changes
 
 
 @dataclass
@@ -102,7 +105,9 @@ async def apply_operations(
             continue
         try:
             if isinstance(op, CreateUser):
-                user = await client.create_user(op.attrs, active=op.active)
+                user, created = await client.create_user(op.attrs, active=op.active)
+                if not created:
+                    user = await adopt(client, user, op.attrs, active=op.active)
                 result.user_ids[op.entra_id] = user.id
             elif isinstance(op, UpdateUser):
                 await client.update_user(op.scim_id, op.changes)
@@ -181,3 +186,17 @@ async def _members(
             continue
         for op, _ in members:
             done(op)
+
+
+async def adopt(client: AskCodyClient, existing: ScimUser, attrs: UserAttributes, *, active: bool) -> ScimUser:
+    """Make a user AskCody already holds (a 409 on create) carry ``attrs`` (externalId included) and
+    ``active``: the planner says what differs, the client writes it. Returns the user as AskCody holds it."""
+    log.event("user_adopted", entra_id=attrs.external_id, scim_id=existing.id)
+    changes = attribute_changes(attrs, existing)
+    if changes:
+        await client.update_user(existing.id, changes)
+    if existing.active != active:
+        await client.set_active(existing.id, active)
+    if not changes and existing.active == active:
+        return existing
+    return await client.get_user(existing.id)
