@@ -103,7 +103,7 @@ def test_check_config_prints_the_effective_configuration_with_secrets_redacted(t
     assert data["askcody"]["token"] == "<redacted>"
     assert data["graph"]["client_secret"] == "<redacted>"
     assert "askcody-token-value-xyz" not in r.stdout and "graph-secret-value-xyz" not in r.stdout
-    assert data["groups"] == [{"id": GROUP, "askcody_group": "Reception", "grants": "reception"}]
+    assert data["groups"] == [{"id": GROUP, "askcody_group": "Reception", "grants": "reception", "nested": True}]
 
 
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:

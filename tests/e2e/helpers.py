@@ -38,7 +38,7 @@ async def idle(stack: Stack, timeout: float = 15.0) -> None:
         count, _ = await stack.service.store.backlog()
         return stack.sim.delivery.pending == 0 and stack.service.dispatcher.depth == 0 and count == 0
 
-    await eventually(quiet, timeout, what="the reactor's backlog")
+    await eventually(quiet, timeout=timeout, what="the reactor's backlog")
 
 
 def add_user(sim: GraphSimulator, name: str, **kw: Any) -> str:
