@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from reactor.dispatcher import WorkUnit
+from reactor.domain.work import WorkUnit
 
 
 class RecordingHandler:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 EntraState = Literal["present", "soft_deleted", "hard_deleted"]
@@ -95,13 +95,3 @@ class UserAttributes:
             "email": self.email,
             "cost_center": self.cost_center,
         }
-
-
-@dataclass(frozen=True)
-class Cause:
-    """Why a change happens: the notification(s) or the reconcile that led to it (for traceability)."""
-
-    source: Literal["notification", "reconcile", "replay", "sync"]
-    detail: str = ""
-    received_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -63,11 +63,6 @@ class ApplyResult:
         """True when every operation was applied."""
         return not self.failures
 
-    def raise_first(self) -> None:
-        """Raise the first failure, if any (for a single user's plan)."""
-        for error in self.failures.values():
-            raise error
-
 
 async def apply_operations(
     client: AskCodyClient,

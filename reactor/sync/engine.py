@@ -25,9 +25,9 @@ import orjson
 
 from reactor import log
 from reactor.config import Settings
-from reactor.dispatcher import WorkUnit
 from reactor.domain.model import EntraUser, ScimUser, UserFacts
 from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
+from reactor.domain.work import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
 from reactor.graph.reader import GraphReader, GroupsDelta
 from reactor.metrics import APPLY_LAG_SECONDS, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS

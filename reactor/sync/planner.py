@@ -88,11 +88,6 @@ def in_scope_groups(facts: UserFacts, settings: Settings) -> frozenset[str]:
     return facts.groups & settings.group_ids
 
 
-def in_scope(facts: UserFacts, settings: Settings) -> bool:
-    """True when the user must exist and be provisioned in AskCody."""
-    return bool(in_scope_groups(facts, settings))
-
-
 def owned(facts: UserFacts, current: ScimUser) -> bool:
     """True when the AskCody user carries this Entra user's id as ``externalId``."""
     return (current.external_id or "").lower() == facts.entra_id.lower()
@@ -187,42 +182,6 @@ def plan_user(
         ops.append(SetActive(facts.entra_id, current.id, user.account_enabled))
     ops.extend(AddMember(g, facts.entra_id, ids.get(g), current.id) for g in sorted(wanted - have))
     ops.extend(removes)
-    return ops
-
-
-def without_group(facts: UserFacts, group_id: str) -> UserFacts:
-    """The same facts with one group gone (a deleted group that Graph may still report)."""
-    return UserFacts(entra_id=facts.entra_id, user=facts.user, groups=facts.groups - {group_id})
-
-
-def plan_group_deleted(
-    group_id: str,
-    members: Iterable[tuple[UserFacts, ScimUser | None]],
-    settings: Settings,
-    group_members: Mapping[str, frozenset[str]] | None = None,
-    *,
-    group_ids: Mapping[str, str] | None = None,
-    group_names: Mapping[str, str] | None = None,
-) -> list[Operation]:
-    """A configured group was deleted in Entra: re-plan each of its members without it.
-
-    Each member loses the group; one left with no group in scope is deprovisioned — exactly what
-    :func:`plan_user` does for facts that no longer include the group. ``members`` pairs the fresh
-    facts of each user who was in the group (in Entra or in AskCody) with its AskCody user.
-    The AskCody group itself is kept (the contract only takes the memberships away).
-    """
-    ops: list[Operation] = []
-    for facts, current in members:
-        ops.extend(
-            plan_user(
-                without_group(facts, group_id),
-                current,
-                settings,
-                group_members,
-                group_ids=group_ids,
-                group_names=group_names,
-            )
-        )
     return ops
 
 

@@ -25,8 +25,7 @@ from reactor.domain.operations import (
 )
 from reactor.sync.planner import (
     attribute_changes,
-    in_scope,
-    plan_group_deleted,
+    in_scope_groups,
     plan_user,
     user_attributes,
 )
@@ -308,7 +307,7 @@ def test_several_membership_changes_at_once() -> None:
     ids=["in no group", "only in an unconfigured group", "soft-deleted", "unknown to Graph", "hard-deleted"],
 )
 def test_a_user_outside_scope_gets_nothing(f: UserFacts, current: ScimUser | None) -> None:
-    assert not in_scope(f, DISABLE)
+    assert not in_scope_groups(f, DISABLE)
     assert plan(f, current) == []
     assert plan(f, current, DELETE) == []
 
@@ -360,18 +359,23 @@ def test_leaving_scope_takes_no_attribute_updates() -> None:
     assert plan(facts(cost_center="CC-NEW"), scim(G1)) == [RemoveMember(G1, UID, "scim-g1", SID), SetActive(UID, SID, False)]
 
 
+def without(f: UserFacts, group_id: str) -> UserFacts:
+    """The facts once a group is deleted: the engine replans each member without it."""
+    return dataclasses.replace(f, groups=f.groups - {group_id})
+
+
 def test_a_group_deleted_in_entra() -> None:
     other = "22222222-2222-2222-2222-222222222222"
     alice = (facts(G1, G2), scim(G1, G2))  # still in G2: loses G1 only
     bob_facts = UserFacts(other, entra(id=other, user_principal_name="bob@contoso.com"), frozenset({G1}))
     bob = (bob_facts, dataclasses.replace(scim(G1), id="scim-bob", external_id=other, user_name="bob@contoso.com"))
-    ops = plan_group_deleted(G1, [alice, bob], DISABLE, group_ids=GROUP_IDS)
+    ops = [op for f, c in (alice, bob) for op in plan(without(f, G1), c, DISABLE)]
     assert ops == [
         RemoveMember(G1, UID, "scim-g1", SID),
         RemoveMember(G1, other, "scim-g1", "scim-bob"),
         SetActive(other, "scim-bob", False),
     ]
-    delete = plan_group_deleted(G1, [bob], DELETE, group_ids=GROUP_IDS)
+    delete = plan(without(bob[0], G1), bob[1], DELETE)
     assert delete == [RemoveMember(G1, other, "scim-g1", "scim-bob"), DeleteUser(other, "scim-bob")]
 
 
@@ -509,6 +513,6 @@ def test_plans_are_idempotent(user: EntraUser | None, groups: frozenset[str], cu
     if CreateUser in kinds:
         assert all(kinds.index(CreateUser) < i for i, k in enumerate(kinds) if k is AddMember)
     deprovision = [
-        i for i, op in enumerate(ops) if isinstance(op, DeleteUser) or (isinstance(op, SetActive) and not in_scope(f, s))
+        i for i, op in enumerate(ops) if isinstance(op, DeleteUser) or (isinstance(op, SetActive) and not in_scope_groups(f, s))
     ]
     assert all(i > j for i in deprovision for j, k in enumerate(kinds) if k is RemoveMember)
