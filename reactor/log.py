@@ -37,6 +37,10 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
+HEADER_LOGGERS = ("azure", "httpx", "httpcore", "hpack", "h2", "hyperframe", "kiota", "msal", "urllib3", "aiohttp.client")
+"""Loggers kept at WARNING or above at every ``log_level``: they can write headers or tokens."""
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
     """Send every log line (ours and the libraries') as JSON to ``stream`` (stderr by default)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -44,7 +48,9 @@ def configure(level: str = "info", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level.lower(), logging.INFO))
-    for noisy in ("azure", "httpx", "httpcore", "kiota", "msal", "urllib3"):
+    # Libraries that log request headers (hpack and h2 write HTTP/2 header blocks, bearer tokens
+    # included, at debug): at WARNING whatever log_level says.
+    for noisy in HEADER_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _LOGGER.handlers[:] = []
     _LOGGER.setLevel(logging.NOTSET)

@@ -124,3 +124,16 @@ async def test_a_caller_that_gave_up_does_not_shift_the_numbers_of_the_others(st
     kept = await second
     by_seq = {e.seq: e.object_id for e in await store.pending()}
     assert [by_seq[s] for s in kept] == ["kept-0", "kept-1"]
+
+
+async def test_the_database_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "reactor.db"
+    db = SQLiteStore(str(path))
+    await db.open()
+    try:
+        await db.append([JournalItem("user", "u-1", 1.0, {"id": "u-1"})])
+        files = [p for p in tmp_path.iterdir() if p.name.startswith("reactor.db")]
+        assert {p.name for p in files} >= {"reactor.db", "reactor.db-wal"}
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: "0o600" for p in files}
+    finally:
+        await db.close()

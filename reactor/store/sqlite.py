@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -133,6 +134,8 @@ class SQLiteStore:
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            _private_files(self.path)
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000,
             cached_statements=_INSERT_CHUNK + 128,  # one INSERT per batch size, plus the rest
@@ -567,6 +570,17 @@ class _JournalRows:
 
 
 @functools.lru_cache(maxsize=_INSERT_CHUNK)
+def _private_files(path: str) -> None:
+    """Create the database readable by the owner only (it holds clientStates and people's names and
+    addresses; SQLite gives the WAL and shared-memory files the database's mode), and tighten
+    existing files."""
+    for name in (path, path + "-wal", path + "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def _insert_sql(rows: int) -> str:
     return (
         "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload) VALUES "
