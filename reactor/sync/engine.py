@@ -76,6 +76,7 @@ class SyncEngine:
         self.last_reconcile_at: float | None = None
         self.last_reconcile_error: str | None = None
         self._group_lock = asyncio.Lock()
+        self._group_names: dict[str, str] = {}
         # Delta rounds are read, stored and queued one at a time, and their deltaLinks kept only
         # after that: a crash in between reads the same changes again instead of losing them, and a
         # reconcile and a groups round never apply overlapping rounds in the wrong order.
@@ -128,8 +129,31 @@ class SyncEngine:
             # Never provisioned by us and not in scope: leave it alone without asking AskCody.
             return UserPlan(entra_id, facts, None)
         current = await self._current(entra_id, user, mapping)
-        ops = plan_user(facts, current, self.settings, group_ids=group_ids if group_ids is not None else await self.group_ids())
+        known = group_ids if group_ids is not None else await self.group_ids()
+        names = await self.group_names(facts.groups - known.keys())
+        ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
         return UserPlan(entra_id, facts, current, ops)
+
+    async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
+        """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
+        (the name such a group gets in AskCody), read from Graph once and kept.
+
+        A name that cannot be read raises :class:`~reactor.errors.TransientError`, so the unit is
+        tried again later instead of creating the group under its GUID.
+        """
+        out: dict[str, str] = {}
+        for gid in group_ids:
+            mapping = self.settings.group(gid)
+            if mapping is None or mapping.askcody_group:
+                continue
+            name = self._group_names.get(gid)
+            if name is None:
+                group = await self.reader.get_group(gid)
+                if group is None or not group.display_name:
+                    raise TransientError(f"the displayName of Entra group {gid} could not be read")
+                name = self._group_names[gid] = group.display_name
+            out[gid] = name
+        return out
 
     async def _current(self, entra_id: str, user: EntraUser | None, mapping: ObjectMapping | None) -> ScimUser | None:
         if mapping is not None and mapping.scim_id:
@@ -155,7 +179,7 @@ class SyncEngine:
             text = text.replace(f"user {user_id}", f"user {who}")
         for g in self.settings.groups:
             if g.id in text:
-                text = text.replace(f"group {g.id}", f"group {g.askcody_group or g.id!r}")
+                text = text.replace(f"group {g.id}", f"group {g.askcody_group or self._group_names.get(g.id) or g.id!r}")
         return text
 
     async def _ensure_groups(self, wanted: Sequence[EnsureGroup]) -> dict[str, str]:
