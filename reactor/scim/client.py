@@ -18,6 +18,7 @@ Messages name the method, the path and the SCIM error; never the token.
 from __future__ import annotations
 
 import logging
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -234,7 +235,7 @@ class AskCodyClient:
 
     async def get_user(self, scim_id: str, *, with_groups: bool = True) -> ScimUser:
         """The user by SCIM id, with its group memberships (NotFoundError when gone)."""
-        data = await self.request("GET", f"/Users/{scim_id}")
+        data = await self.request("GET", f"/Users/{segment(scim_id)}")
         return await self._user(data, with_groups)
 
     async def _user(self, data: dict[str, Any], with_groups: bool) -> ScimUser:
@@ -290,16 +291,16 @@ class AskCodyClient:
         :class:`~reactor.domain.model.UserAttributes`."""
         if not changes:
             return
-        await self.request("PATCH", f"/Users/{scim_id}", body=forms.replace_attributes(changes, self.dialect))
+        await self.request("PATCH", f"/Users/{segment(scim_id)}", body=forms.replace_attributes(changes, self.dialect))
 
     async def set_active(self, scim_id: str, active: bool) -> None:
         """PATCH ``active`` (boolean in the rfc dialect, ``"True"``/``"False"`` in the entra dialect)."""
-        await self.request("PATCH", f"/Users/{scim_id}", body=forms.set_active(active, self.dialect))
+        await self.request("PATCH", f"/Users/{segment(scim_id)}", body=forms.set_active(active, self.dialect))
 
     async def delete_user(self, scim_id: str) -> bool:
         """DELETE the user; False when it was already gone."""
         try:
-            await self.request("DELETE", f"/Users/{scim_id}")
+            await self.request("DELETE", f"/Users/{segment(scim_id)}")
         except NotFoundError:
             return False
         return True
@@ -330,7 +331,7 @@ class AskCodyClient:
                     raise
         if group.external_id is None:
             body = forms.members_patch([{"op": "replace", "path": "externalId", "value": external_id}], self.dialect)
-            await self.request("PATCH", f"/Groups/{group.id}", body=body)
+            await self.request("PATCH", f"/Groups/{segment(group.id)}", body=body)
             group = ScimGroup(group.id, group.display_name, external_id, group.members)
         elif group.external_id != external_id:
             log.warning(
@@ -364,18 +365,18 @@ class AskCodyClient:
 
     async def get_group(self, scim_id: str) -> ScimGroup:
         """The group by SCIM id, with its members (NotFoundError when gone)."""
-        return parse_group(await self.request("GET", f"/Groups/{scim_id}"))
+        return parse_group(await self.request("GET", f"/Groups/{segment(scim_id)}"))
 
     async def group_members(self, scim_id: str) -> frozenset[str]:
         """SCIM ids of the group's members."""
-        data = await self.request("GET", f"/Groups/{scim_id}", params={"attributes": "members"})
+        data = await self.request("GET", f"/Groups/{segment(scim_id)}", params={"attributes": "members"})
         return member_ids(data) if isinstance(data, dict) else frozenset()
 
     async def add_members(self, scim_group_id: str, user_ids: Iterable[str], *, batch: int = MEMBER_BATCH) -> None:
         """Add members, ``batch`` per PATCH (one ``add`` with a value list)."""
         for chunk in _chunks(user_ids, batch):
             body = forms.members_patch(forms.add_members(chunk), self.dialect)
-            await self.request("PATCH", f"/Groups/{scim_group_id}", body=body)
+            await self.request("PATCH", f"/Groups/{segment(scim_group_id)}", body=body)
 
     async def remove_members(self, scim_group_id: str, user_ids: Iterable[str], *, batch: int = MEMBER_BATCH) -> None:
         """Remove members, ``batch`` per PATCH (rfc: one filtered op each; entra: a value list).
@@ -383,7 +384,7 @@ class AskCodyClient:
         A member that is not there (400 ``noTarget``) counts as removed: when a batch fails so, its
         members are removed one by one.
         """
-        path = f"/Groups/{scim_group_id}"
+        path = f"/Groups/{segment(scim_group_id)}"
         for chunk in _chunks(user_ids, batch):
             try:
                 body = forms.members_patch(forms.remove_members(chunk, self.dialect), self.dialect)
@@ -398,6 +399,15 @@ class AskCodyClient:
                     except ScimError as one:
                         if one.scim_type != "noTarget":
                             raise
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment, every reserved character percent-encoded. ``.`` and ``..``
+    cannot name a resource (URL normalisation turns ``/Users/..`` into ``/``, even encoded): no such
+    object, and no request."""
+    if value in ("", ".", ".."):
+        raise NotFoundError(f"{value!r} cannot be a SCIM id")
+    return urllib.parse.quote(value, safe="")
 
 
 def _chunks(items: Iterable[str], size: int) -> list[list[str]]:

@@ -232,3 +232,13 @@ async def test_requests_are_counted(client: AskCodyClient) -> None:
     with pytest.raises(NotFoundError):
         await client.get_user("nope")
     assert (ok("POST") - posts, ok("GET") - gets, missing() - not_found) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("scim_id", ["..", ".", "a/b", "x?filter=y", "a#b", "with space", "../Groups"])
+async def test_a_scim_id_is_one_path_segment_however_it_reads(client: AskCodyClient, server: ScimServer, scim_id: str) -> None:
+    _, _ = await client.create_user(alice())
+    with pytest.raises(NotFoundError):
+        await client.get_user(scim_id)  # never the user list, a group, or another user
+    with pytest.raises(NotFoundError):
+        await client.update_user(scim_id, {"display_name": "Mallory"})
+    assert [u.model_dump().get("displayName") for u in users(server)] == ["Alice Jensen"]
