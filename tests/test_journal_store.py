@@ -137,3 +137,16 @@ async def test_the_database_files_are_readable_by_their_owner_only(tmp_path: Pat
         assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: "0o600" for p in files}
     finally:
         await db.close()
+
+
+async def test_a_database_file_removed_between_opens_is_made_private_again(tmp_path: Path) -> None:
+    for _ in range(2):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        db = SQLiteStore(str(tmp_path / "reactor.db"))
+        await db.open()
+        try:
+            await db.append([JournalItem("user", "u-1", 1.0, {"id": "u-1"})])
+        finally:
+            await db.close()
+        assert oct((tmp_path / "reactor.db").stat().st_mode & 0o777) == "0o600"

@@ -569,7 +569,6 @@ class _JournalRows:
         raise AssertionError("journal rows are inserted by the writer's batch, not called")
 
 
-@functools.lru_cache(maxsize=_INSERT_CHUNK)
 def _private_files(path: str) -> None:
     """Create the database readable by the owner only (it holds clientStates and people's names and
     addresses; SQLite gives the WAL and shared-memory files the database's mode), and tighten
@@ -581,6 +580,7 @@ def _private_files(path: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+@functools.lru_cache(maxsize=_INSERT_CHUNK)
 def _insert_sql(rows: int) -> str:
     return (
         "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload) VALUES "
