@@ -18,7 +18,7 @@ from typing import Any
 from scim2_models import Context, Group, PatchOp, PatchOperation, Resource
 
 from reactor.config import Dialect
-from reactor.scim.resources import ATTRIBUTE_PATHS, EnterpriseScimUser, quote
+from reactor.scim.resources import ATTRIBUTE_PATHS, EnterpriseScimUser, quote, work_emails
 
 Op = dict[str, Any]
 
@@ -68,7 +68,7 @@ def _email_op(value: str | None, dialect: Dialect) -> Op:
         return {"op": "remove", "path": 'emails[type eq "work"]'}
     if dialect == "entra":
         return {"op": "replace", "path": 'emails[type eq "work"].value', "value": value}
-    return {"op": "replace", "path": "emails", "value": [{"type": "work", "value": value, "primary": True}]}
+    return {"op": "replace", "path": "emails", "value": work_emails(value)}
 
 
 def members_patch(operations: Iterable[Op], dialect: Dialect) -> dict[str, Any]:

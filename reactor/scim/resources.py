@@ -65,8 +65,13 @@ def user_body(attrs: UserAttributes, *, active: bool) -> dict[str, Any]:
         # Added as plain data: scim2-models' e-mail check refuses special-use domains (.local of
         # hybrid directories, .internal, ...) that AskCody accepts. The reactor never refuses on its
         # own a value the remote might accept; AskCody says if it does not.
-        body["emails"] = [{"type": "work", "value": attrs.email, "primary": True}]
+        body["emails"] = work_emails(attrs.email)
     return body
+
+
+def work_emails(value: str) -> list[dict[str, Any]]:
+    """The ``emails`` value that carries ``value`` as the primary work e-mail (plain data, unvalidated)."""
+    return [{"type": "work", "value": value, "primary": True}]
 
 
 def group_body(display_name: str, external_id: str) -> dict[str, Any]:
