@@ -29,8 +29,6 @@ from reactor.domain.work import Handler, WorkUnit
 from reactor.metrics import OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
 from reactor.store.base import JournalEntry, Store
 
-__all__ = ["STOP_GRACE_SECONDS", "Dispatcher", "Handler", "WorkUnit"]
-
 Key = tuple[str, str]
 
 STOP_GRACE_SECONDS = 10.0

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reactor import log
 from reactor.config import Settings
-from reactor.dispatcher import Dispatcher, Handler, WorkUnit
+from reactor.dispatcher import Dispatcher
+from reactor.domain.work import Handler, WorkUnit
 from reactor.intake import ClientStates, Intake
 from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READINESS_CHECK, READY, REGISTRY
 from reactor.store.base import JournalEntry, JournalItem, Store

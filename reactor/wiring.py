@@ -11,7 +11,8 @@ from typing import Any
 
 from reactor import log
 from reactor.config import Settings
-from reactor.dispatcher import STOP_GRACE_SECONDS, WorkUnit
+from reactor.dispatcher import STOP_GRACE_SECONDS
+from reactor.domain.work import WorkUnit
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader
 from reactor.ratelimit import TokenBucket

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from reactor.dispatcher import Dispatcher, WorkUnit
+from reactor.dispatcher import Dispatcher
+from reactor.domain.work import WorkUnit
 from reactor.store import SQLiteStore
 from reactor.store.base import JournalEntry, JournalItem, ObjectKind
 from tests.support.eventually import eventually

@@ -15,7 +15,7 @@ import pytest
 
 from reactor.app import create_app
 from reactor.config import Settings, with_overrides
-from reactor.dispatcher import WorkUnit
+from reactor.domain.work import WorkUnit
 from reactor.metrics import NOTIFICATIONS_REJECTED
 from reactor.service import Service
 from reactor.store import SQLiteStore, SubscriptionRecord

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reactor.app import create_app
 from reactor.config import Settings, with_overrides
-from reactor.dispatcher import WorkUnit
+from reactor.domain.work import WorkUnit
 from reactor.service import Service
 from reactor.store import SQLiteStore, SubscriptionRecord
 from tests.support.servers import serve_in_thread
