@@ -4,17 +4,27 @@
 
 1. ``?validationToken=…``: echo the URL-decoded token as ``text/plain`` (200); a token over 1 KiB or
    with control characters gets 400.
-2. Read the body within ``server.max_body_bytes`` (413 on ``Content-Length`` or while streaming).
-3. Parse ``{"value": [...]}`` (400 otherwise). Each item is checked on its own: its ``clientState``
-   against the one stored for its ``subscriptionId`` (constant-time compare) and its ``tenantId``
-   against ours. Failing items are dropped and counted, never the whole batch.
-4. Journal the accepted items durably, hand them to the dispatcher, answer 202. A failed journal
+2. A JSON ``Content-Type`` (``application/json``, with or without parameters, or ``…+json``);
+   415 otherwise.
+3. Read the body within ``server.max_body_bytes`` (413 on ``Content-Length`` or while streaming).
+4. Parse ``{"value": [...]}`` (400 otherwise); more than ``server.max_items_per_request`` items
+   answer 413 (Graph sends far fewer per request). Each item is checked on its own: its
+   ``clientState`` against the one stored for its ``subscriptionId`` (constant-time compare), its
+   ``tenantId`` against ours, and its subscription and object ids must be GUIDs. Failing items are
+   dropped and counted, never the whole batch; one ``notifications_rejected`` event per request
+   sums them up by reason (with a few ids, truncated), however many there are.
+5. Journal the accepted items durably, hand them to the dispatcher, answer 202. A failed journal
    write answers 503 so that Graph delivers again.
+
+The work per request is bounded by the body and item limits, with no per-item logging, so that a
+flood of junk cannot hold the event loop for long (a 1 MB body costs a few tens of milliseconds at
+most; see ``tests/test_intake_limits.py``).
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +44,15 @@ from reactor.metrics import (
 from reactor.store.base import JournalEntry, ObjectKind, Store
 
 MAX_TOKEN_BYTES = 1024
+MAX_LOGGED_ID = 40
+"""Ids from requests are logged at most this long (anything longer is cut and marked with "…")."""
+VALUES_PER_ITEM = 64
+"""A Graph notification item holds about 10 to 30 JSON values (commas); a body with more than
+``max_items`` times this many commas cannot be a batch within the limit and is refused unparsed."""
+SAMPLE_IDS = 3
+"""How many rejected subscription ids the summary event of one request carries."""
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+"""Directory object and subscription ids: Graph's ids are GUIDs in the 8-4-4-4-12 form."""
 _REFRESH_INTERVAL = 0.05
 
 
@@ -113,6 +132,27 @@ def _valid_token(token: str) -> bool:
     return not any(ord(ch) < 32 or ord(ch) == 127 for ch in token)
 
 
+def is_guid(value: str) -> bool:
+    """Whether ``value`` is a GUID in the 8-4-4-4-12 form (any case)."""
+    return len(value) == 36 and GUID.fullmatch(value) is not None
+
+
+def clip(value: object) -> str | None:
+    """A value from a request, safe to log: a string cut to :data:`MAX_LOGGED_ID` characters."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_LOGGED_ID else text[:MAX_LOGGED_ID] + "…"
+
+
+def is_json(content_type: bytes | None) -> bool:
+    """Whether a ``Content-Type`` header names JSON (``application/json`` or ``…+json``, any parameters)."""
+    if not content_type:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
 def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
     """``("user" | "group", id)`` from a notification item, or None when it names neither.
 
@@ -141,7 +181,7 @@ def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
                 kind = "group"
             else:
                 return None
-    if not oid or len(oid) > 64:
+    if not is_guid(oid):
         return None
     return kind, oid.lower()
 
@@ -159,11 +199,13 @@ class Intake:
         tenant_id: str,
         max_body_bytes: int,
         on_journaled: Callable[[Sequence[JournalEntry]], None],
+        max_items: int = 1000,
     ) -> None:
         self.store = store
         self.client_states = client_states
         self.tenant_id = tenant_id.lower()
         self.max_body_bytes = max_body_bytes
+        self.max_items = max_items
         self.on_journaled = on_journaled
         # Items received and accepted per route, counted in plain integers on the hot path and added
         # to the Prometheus counters by publish() (at every scrape): a labelled counter's lock costs
@@ -194,6 +236,11 @@ class Intake:
             if answer is not None:
                 await _respond(send, *answer)
                 return
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+        if not is_json(content_type):
+            REQUESTS_REFUSED.labels("415").inc()
+            await _respond(send, 415, b"Content-Type must be application/json")
+            return
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
@@ -202,6 +249,11 @@ class Intake:
             await _respond(send, 413, b"request body too large")
             return
         except ConnectionResetError:
+            return
+        if body.count(b",") > self.max_items * VALUES_PER_ITEM:
+            # Far more JSON values than max_items notifications can hold: refused before parsing,
+            # which is what a flood of tiny items costs (a megabyte of "{}," takes ~25 ms to parse).
+            await self._too_many(send, route, None)
             return
         try:
             doc = orjson.loads(body)
@@ -216,6 +268,9 @@ class Intake:
             return
         counts = self._counts[route]
         counts[0] += len(items)
+        if len(items) > self.max_items:
+            await self._too_many(send, route, len(items))
+            return
         now = time.time()
         accepted, unknown = self._sort(items, route, now, record=False)
         if unknown is not None:
@@ -249,6 +304,13 @@ class Intake:
         await send(_ACCEPTED_START)
         await send(_EMPTY_BODY)
 
+    async def _too_many(self, send: Send, route: str, items: int | None) -> None:
+        REQUESTS_REFUSED.labels("413").inc()
+        # Unparsed, the count is unknown: at least max_items + 1.
+        NOTIFICATIONS_REJECTED.labels(route, "too_many_items").inc(items if items is not None else self.max_items + 1)
+        log.event("too_many_items", level="warning", route=route, items=items, limit=self.max_items)
+        await _respond(send, 413, f"more than {self.max_items} items in one request".encode())
+
     def _handshake(self, scope: Scope, route: str) -> tuple[int, bytes] | None:
         """The answer to ``?validationToken=…``, or None when the query string has none."""
         params = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
@@ -266,6 +328,8 @@ class Intake:
         every rejected item is counted and logged."""
         accepted: list[JournalEntry] = []
         unknown: str | None = None
+        rejected: dict[str, int] = {}
+        samples: list[str | None] = []
         for item in items:
             reason, entry = self._check(item, route, now)
             if entry is not None:
@@ -274,14 +338,18 @@ class Intake:
             if reason == "unknown_subscription" and unknown is None:
                 unknown = item["subscriptionId"]
             if record:
-                NOTIFICATIONS_REJECTED.labels(route, reason).inc()
-                log.event(
-                    "notification_rejected",
-                    level="warning",
-                    route=route,
-                    reason=reason,
-                    subscription_id=item.get("subscriptionId") if isinstance(item, dict) else None,
-                )
+                rejected[reason] = rejected.get(reason, 0) + 1
+                if len(samples) < SAMPLE_IDS:
+                    samples.append(clip(item.get("subscriptionId")) if type(item) is dict else None)
+        if rejected:
+            for reason, n in rejected.items():
+                NOTIFICATIONS_REJECTED.labels(route, reason).inc(n)
+            log.event(
+                "notifications_rejected", level="warning", route=route,
+                # "reason=count ..." as one string: a dict key such as client_state would be redacted.
+                rejected=" ".join(f"{reason}={n}" for reason, n in sorted(rejected.items())),
+                accepted=len(accepted), subscription_ids=samples,
+            )
         return accepted, unknown
 
     def _check(self, item: Any, route: str, now: float) -> tuple[str, JournalEntry | None]:
@@ -289,7 +357,7 @@ class Intake:
         if type(item) is not dict:
             return "malformed", None
         sub_id = item.get("subscriptionId")
-        if type(sub_id) is not str or not sub_id or len(sub_id) > 64:
+        if type(sub_id) is not str or not is_guid(sub_id):
             return "malformed", None
         sub_id = sub_id.lower()
         expected = self.client_states.cached(sub_id)
@@ -318,11 +386,21 @@ async def _respond(send: Send, status: int, body: bytes) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *_TEXT_HEADERS,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
+_TEXT_HEADERS = (
+    # The handshake echoes text chosen by the caller: never let a browser sniff it into HTML, frame
+    # it or run anything from it.
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
 _ACCEPTED_START = {"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"0")]}
 _EMPTY_BODY = {"type": "http.response.body", "body": b""}

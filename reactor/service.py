@@ -39,7 +39,8 @@ class Service:
         self.client_states = ClientStates(store)
         self.dispatcher = Dispatcher(store, handler or self._unhandled, workers=settings.sync.workers)
         self.intake = Intake(
-            store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit
+            store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit,
+            max_items=settings.server.max_items_per_request,
         )
         self.components: list[Component] = []
         self.closers: list[Callable[[], Awaitable[None]]] = []

@@ -64,7 +64,7 @@ async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(tmp_path
 
             async def send(i: int) -> None:
                 for j in range(10):
-                    uid = f"user-{i:03d}-{j:02d}"
+                    uid = f"{i:08d}-0000-4000-8000-{j:012d}"
                     r = await client.post(f"{proc.url}/notifications", json={"value": [notification(uid)]})
                     if r.status_code == 202:
                         acked.add(uid)

@@ -57,7 +57,7 @@ async def test_sigterm_with_graph_and_askcody_unreachable_exits_0_within_the_gra
     )
     proc = ReactorProcess(config, port).start()
     try:
-        users = ["u-stop-1", "u-stop-2", "u-stop-3"]
+        users = [f"5a0e0000-0000-4000-8000-00000000000{n}" for n in (1, 2, 3)]
         async with httpx.AsyncClient(timeout=10) as client:
             for user in users:
                 item = {
