@@ -1,19 +1,51 @@
-"""The ASGI application of ``reactor serve``: routes plus a lifespan that owns every background task."""
+"""The ASGI application of ``reactor serve``: two listeners and a lifespan that owns every background task.
+
+- The **public** listener (``server.host``/``server.port``, the one Graph reaches) serves only
+  ``POST /notifications``, ``POST /lifecycle`` and ``GET /healthz``; anything else is 404 (405 for
+  another method on a webhook path).
+- The **admin** listener (``server.admin_host``/``server.admin_port``, loopback by default) serves
+  the status page ``/``, ``/status.json``, ``/metrics``, ``/readyz`` and ``/healthz``. When
+  ``server.admin_token`` is set, the status page and ``/status.json`` (employees' UPNs, access
+  changes, errors) require ``Authorization: Bearer <token>``; probes and metrics stay open so that
+  kubelets and scrapers need no secret. ``check-config`` refuses a non-loopback admin listener
+  without a token.
+
+One uvicorn server serves both sockets; :class:`ReactorApp` sends each request to the app of the
+listener it arrived on (by local port, which is why the two ports must differ).
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import hmac
+from base64 import b64encode
+from collections.abc import Iterable
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reactor.intake import Intake
 from reactor.service import Service
+from reactor.statuspage import CSS
+
+STYLE_HASH = "sha256-" + b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+
+PAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    # The page is self-contained: its one inline <style> is allowed by hash, nothing else loads.
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+"""Headers on every answer of the admin listener (the status page carries personal data)."""
 
 
 class JSONResponse(Response):
@@ -23,55 +55,125 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def create_app(service: Service) -> WebhookFirst:
-    """Build the Starlette app around a :class:`~reactor.service.Service` (started by the lifespan)."""
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers=PAGE_HEADERS)
 
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
-        ready, checks = await service.readiness()
-        state = "not ready" if not ready else "degraded" if not all(c["ok"] for c in checks.values()) else "ready"
-        return JSONResponse({"status": state, "checks": checks}, status_code=200 if ready else 503)
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = await service.metrics_text()
-        return Response(body, media_type=content_type)
-
-    async def status_page(request: Request) -> Response:
-        return Response(await service.status_html(), media_type="text/html; charset=utf-8")
-
-    async def status_json(request: Request) -> Response:
-        return JSONResponse(await service.status())
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
+def public_app(intake: Intake) -> ASGIApp:
+    """The listener Graph reaches: the two webhooks (straight to the intake) and ``/healthz``."""
 
     async def method_not_allowed(request: Request) -> Response:
-        return Response("use POST", status_code=405, headers={"Allow": "POST"})
+        return Response("use POST", status_code=405, headers={"Allow": "POST", **PAGE_HEADERS})
 
     routes = [
         Route("/notifications", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/lifecycle", method_not_allowed, methods=["GET", "PUT", "PATCH", "DELETE"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return WebhookFirst(intake, Starlette(routes=routes))
+
+
+def admin_app(service: Service, token: str = "") -> ASGIApp:
+    """The operators' listener: status page, ``/status.json``, ``/metrics``, ``/readyz``, ``/healthz``.
+
+    With a ``token``, the status page and ``/status.json`` answer 401 without
+    ``Authorization: Bearer <token>`` (compared in constant time)."""
+    expected = f"Bearer {token}".encode() if token else b""
+
+    def denied(request: Request) -> Response | None:
+        if not expected:
+            return None
+        given = request.headers.get("authorization", "").encode("utf-8", "replace")
+        if hmac.compare_digest(given, expected):
+            return None
+        return Response(
+            "admin token required (Authorization: Bearer …)", status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="reactor-admin"', **PAGE_HEADERS},
+        )
+
+    async def readyz(request: Request) -> Response:
+        ready, checks = await service.readiness()
+        state = "not ready" if not ready else "degraded" if not all(c["ok"] for c in checks.values()) else "ready"
+        return JSONResponse({"status": state, "checks": checks}, status_code=200 if ready else 503, headers=PAGE_HEADERS)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await service.metrics_text()
+        return Response(body, media_type=content_type, headers=PAGE_HEADERS)
+
+    async def status_page(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        return Response(await service.status_html(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    async def status_json(request: Request) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        return JSONResponse(await service.status(), headers=PAGE_HEADERS)
+
+    routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
         Route("/", status_page, methods=["GET"]),
     ]
-    return WebhookFirst(service.intake, Starlette(routes=routes, lifespan=lifespan))
+    return Starlette(routes=routes)
+
+
+def create_app(service: Service) -> ReactorApp:
+    """Both listeners' apps around a :class:`~reactor.service.Service` (started by the lifespan).
+
+    Served on one socket (tests, ``serve_asgi``), every request goes to the public app; the server
+    marks the admin socket's port with :meth:`ReactorApp.listen_admin_on`."""
+    return ReactorApp(service, public_app(service.intake), admin_app(service, service.settings.server.admin_token.reveal()))
+
+
+class ReactorApp:
+    """Routes each request to the app of the listener it arrived on; runs the service in the lifespan."""
+
+    def __init__(self, service: Service, public: ASGIApp, admin: ASGIApp) -> None:
+        self.service = service
+        self.public = public
+        self.admin = admin
+        self.admin_ports: frozenset[int] = frozenset()
+
+    def listen_admin_on(self, ports: Iterable[int]) -> None:
+        """Requests that arrive on these local ports go to the admin app."""
+        self.admin_ports = frozenset(ports)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        server = scope.get("server")
+        if self.admin_ports and server is not None and server[1] in self.admin_ports:
+            await self.admin(scope, receive, send)
+        else:
+            await self.public(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.service.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.service.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 class WebhookFirst:
     """Sends ``POST /notifications`` and ``POST /lifecycle`` straight to the intake; everything else
-    (and the lifespan) to the Starlette app. The intake is the hot path; the rest is not."""
+    to the Starlette app. The intake is the hot path; the rest is not."""
 
-    def __init__(self, intake: Intake, app: Starlette) -> None:
+    def __init__(self, intake: Intake, app: ASGIApp) -> None:
         self.intake = intake
         self.app = app
 

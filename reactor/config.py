@@ -281,6 +281,11 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
         raise ConfigurationError("server.max_items_per_request must be between 1 and 100000")
     if not 0 <= s.server.admin_port <= 65535:
         raise ConfigurationError(f"server.admin_port must be between 0 and 65535, got {s.server.admin_port}")
+    if s.server.admin_port and s.server.admin_port == s.server.port:
+        raise ConfigurationError(
+            f"server.admin_port must differ from server.port (both {s.server.port}): the status page, metrics and "
+            "probes are served on their own listener, apart from the webhooks"
+        )
     if s.server.max_body_bytes < 1024:
         raise ConfigurationError("server.max_body_bytes must be at least 1024")
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):

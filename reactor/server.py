@@ -10,6 +10,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from reactor.app import ReactorApp
 from reactor.config import Settings
 
 
@@ -49,6 +50,27 @@ class ReactorServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
-def run(app: ASGIApp, settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; the app's lifespan drains in-flight work on the way out."""
-    ReactorServer(uvicorn_config(app, settings)).run()
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one), IPv6 when the host is."""
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP,
+    # and without it every keep-alive response waits ~40 ms for a delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: ReactorApp, settings: Settings) -> None:
+    """Serve the public and the admin listener until SIGTERM/SIGINT; the app's lifespan drains
+    in-flight work on the way out."""
+    public = listen(settings.server.host, settings.server.port)
+    admin = listen(settings.server.admin_host, settings.server.admin_port)
+    app.listen_admin_on([admin.getsockname()[1]])
+    ReactorServer(uvicorn_config(app, settings)).run(sockets=[public, admin])

@@ -76,6 +76,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         (('dialect = "entra"', 'dialect = "scim3"'), "askcody.dialect"),
         (('grants = "reception"', 'grants = "king"'), "grants must be one of"),
         (("extensionAttribute7", "extensionAttribute16"), "attributes.cost_center"),
+        (("port = 9000", "port = 9000\nadmin_port = 9000"), "server.admin_port must differ from server.port"),
     ],
 )
 def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:

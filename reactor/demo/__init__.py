@@ -124,7 +124,7 @@ async def play(once: bool, port: int, workdir: Path) -> int:
             Step("remove Alice from her last group", lambda: sim.remove_member(facility, alice), alice_deprovisioned),
             Step("delete Bob permanently", lambda: sim.hard_delete_user(bob), bob_deprovisioned),
         ]
-        _say(f"AskCody Entra reactor demo: status page {stack.url}/")
+        _say(f"AskCody Entra reactor demo: status page {stack.admin_url}/")
         _say(f"  simulated Graph {stack.graph_url}, embedded AskCody SCIM {stack.scim_url}")
         failed = 0
         for i, step in enumerate(steps):
@@ -138,7 +138,7 @@ async def play(once: bool, port: int, workdir: Path) -> int:
         _say(f"{len(steps) - failed} of {len(steps)} steps reflected in AskCody")
         if once:
             return 0 if failed == 0 else 1
-        _say(f"The demo keeps running: open {stack.url}/ (Ctrl-C to stop)")
+        _say(f"The demo keeps running: open {stack.admin_url}/ (Ctrl-C to stop)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -40,6 +40,9 @@ class Stack:
     scim_token: str
     scim_app: Any
     url: str
+    """The public listener (the webhooks, ``/healthz``)."""
+    admin_url: str
+    """The admin listener (status page, ``/status.json``, ``/metrics``, ``/readyz``)."""
     service: Service
     engine: SyncEngine
     settings: Settings
@@ -89,10 +92,11 @@ async def local_stack(
             scim_root = await stack.enter_async_context(serving(app))
             scim_url = scim_root + "/v2"
         reactor_port = port or free_port()
+        admin_port = free_port()
         url = f"http://127.0.0.1:{reactor_port}"
         base = with_overrides(
             Settings(),
-            server={"host": "127.0.0.1", "port": reactor_port, "public_url": url},
+            server={"host": "127.0.0.1", "port": reactor_port, "public_url": url, "admin_port": admin_port},
             graph={"tenant_id": sim.tenant_id, "base_url": graph_url, "token": Secret(sim.token or "")},
             askcody={"scim_url": scim_url, "token": Secret(token)},
             store={"url": f"sqlite:///{store_path}"},
@@ -110,7 +114,9 @@ async def local_stack(
         service = Service(settings, SQLiteStore(str(store_path)))
         engine = wire_engine(service)
         # The uvicorn helper runs without lifespan: start and stop the service around it ourselves.
-        await stack.enter_async_context(serving(create_app(service), "127.0.0.1", reactor_port))
+        reactor_app = create_app(service)
+        await stack.enter_async_context(serving(reactor_app.public, "127.0.0.1", reactor_port))
+        admin_url = await stack.enter_async_context(serving(reactor_app.admin, "127.0.0.1", admin_port))
         await service.start()
         stack.push_async_callback(service.stop)
-        yield Stack(sim, graph_url, scim_url, token, app, url, service, engine, settings)
+        yield Stack(sim, graph_url, scim_url, token, app, url, admin_url, service, engine, settings)

@@ -29,7 +29,7 @@ async def test_unreachable_public_url_degrades_readiness_but_sync_goes_on(
         server={"public_url": dead},
         sync={"reconcile_interval_seconds": 1.0},
     ) as stack:
-        async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=stack.admin_url, timeout=10) as client:
             deadline = time.monotonic() + 20
             while True:
                 r = await client.get("/readyz")

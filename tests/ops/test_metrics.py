@@ -77,7 +77,7 @@ async def test_every_metric_is_exported_and_moves_with_the_flow(
     async with scim_server() as scim, fault_proxy(scim.url) as proxy, make_stack(
         scim_url=proxy.url, scim_token=scim.token
     ) as stack:
-        before = await scrape(stack.url)
+        before = await scrape(stack.admin_url)
         await provision(stack, "alice")
         await provision(stack, "bob")
         await forged_notification(stack)
@@ -91,7 +91,7 @@ async def test_every_metric_is_exported_and_moves_with_the_flow(
 
         async def waiting_long_enough() -> bool:
             nonlocal stuck
-            stuck = await scrape(stack.url)
+            stuck = await scrape(stack.admin_url)
             return value(stuck, "reactor_queue_depth") >= 1 and value(stuck, "reactor_oldest_pending_age_seconds") >= 1.5
 
         await wait(waiting_long_enough, "a pending change older than 1.5 s on /metrics")
@@ -102,7 +102,7 @@ async def test_every_metric_is_exported_and_moves_with_the_flow(
 
         await wait(carol_applied, "carol provisioned once AskCody is back")
         await wait(lambda: stack.service.dispatcher.wait_idle(0.5), "the queue drained")
-        after = await scrape(stack.url)
+        after = await scrape(stack.admin_url)
 
     for name, kind in EXPECTED.items():
         assert name in after, f"{name} missing from /metrics"

@@ -71,7 +71,7 @@ async def scim_target() -> AsyncIterator[ScimTarget]:
 
 async def test_readiness_follows_the_scim_target_and_liveness_does_not(make_stack: StackFactory, wait: Eventually) -> None:
     async with scim_target() as scim, make_stack(scim_url=scim.url, scim_token=scim.token) as stack, probing(
-        stack.url
+        stack.admin_url
     ) as probe:
         await wait(lambda: probe.ready_is(200), "ready with AskCody up")
         body = probe.last[1]
@@ -99,7 +99,7 @@ async def test_readiness_follows_the_scim_target_and_liveness_does_not(make_stac
 async def test_scim_errors_make_readiness_fail_with_a_reason_and_are_cached(make_stack: StackFactory, wait: Eventually) -> None:
     async with scim_server() as scim, fault_proxy(scim.url) as proxy, make_stack(
         scim_url=proxy.url, scim_token=scim.token
-    ) as stack, probing(stack.url) as probe:
+    ) as stack, probing(stack.admin_url) as probe:
         await wait(lambda: probe.ready_is(200), "ready with AskCody up")
 
         # A burst of probes (people refreshing the status page, the platform's probe) within the

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from reactor.config import Secret
 from reactor.demo.stack import Stack
-from tests.support.tenant_names import Eventually
+from tests.support.authproxy import bearer_proxy
+from tests.support.tenant_names import Eventually, StackFactory
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -113,18 +115,32 @@ class Page(HTMLParser):
         return [dict(zip(header, row, strict=False)) for row in body]
 
 
+TOKEN = "status-page-" + "t0ken" * 8
+
+
 async def test_status_page_in_headless_chromium(
-    stack: Stack,
+    make_stack: StackFactory,
     provision: Callable[[Stack, str], Awaitable[str]],
     wait: Eventually,
     tmp_path: Path,
+) -> None:
+    """The page as a person sees it, on the admin listener with an admin token (the browser goes
+    through a proxy that adds the bearer header, as an authenticating gateway would)."""
+    async with make_stack(server={"admin_token": Secret(TOKEN)}) as stack, bearer_proxy(stack.admin_url, TOKEN) as page_url:
+        async with httpx.AsyncClient(timeout=10) as client:
+            assert (await client.get(stack.admin_url + "/")).status_code == 401, "the page needs the token"
+        await _check_page(stack, page_url, provision, wait, tmp_path)
+
+
+async def _check_page(
+    stack: Stack, page_url: str, provision: Callable[[Stack, str], Awaitable[str]], wait: Eventually, tmp_path: Path
 ) -> None:
     names = ["alice", "bob", "carol"]
     for name in names:
         await provision(stack, name)
     await wait(lambda: stack.service.dispatcher.wait_idle(0.5), "the queue drained")
 
-    dom = await chromium(tmp_path / "profile-dom", "--dump-dom", stack.url + "/")
+    dom = await chromium(tmp_path / "profile-dom", "--dump-dom", page_url + "/")
     page = Page()
     page.feed(dom)
 
@@ -156,11 +172,11 @@ async def test_status_page_in_headless_chromium(
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "status-page.png"
     shot.unlink(missing_ok=True)
-    await chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", stack.url + "/")
+    await chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", page_url + "/")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
 
     async with httpx.AsyncClient(timeout=10) as client:
-        r = await client.get(stack.url + "/")
+        r = await client.get(page_url + "/")
     assert r.headers["content-type"].startswith("text/html")
     assert '<meta http-equiv="refresh"' in r.text

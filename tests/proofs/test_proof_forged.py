@@ -88,7 +88,7 @@ async def test_forged_notifications_change_nothing(tmp_path: Path) -> None:
             lifecycle(rig, groups, "subscriptionRemoved", clientState=users["clientState"]),
         ]
         async with httpx.AsyncClient(base_url=rig.reactor.url, timeout=10) as client:
-            metrics_before = (await client.get("/metrics")).text
+            metrics_before = (await client.get(rig.reactor.admin_url + "/metrics")).text
             for item in forged:
                 assert (await client.post("/notifications", json={"value": [item]})).status_code == 202
             assert (await client.post("/notifications", json={"value": forged})).status_code == 202
@@ -98,7 +98,7 @@ async def test_forged_notifications_change_nothing(tmp_path: Path) -> None:
             # Anything accepted would be journaled at once (before the 202) and applied within
             # milliseconds; give it ample time to show.
             await asyncio.sleep(1.5)
-            metrics_after = (await client.get("/metrics")).text
+            metrics_after = (await client.get(rig.reactor.admin_url + "/metrics")).text
 
             assert rig.journal_seq() == seq, "a forged item was journaled"
             assert (await read_askcody(rig.scim_url, rig.scim_token)).fingerprint() == before

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.servers import free_port
+
 
 def toml_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -36,11 +38,14 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]], groups: list[d
 
 
 class ReactorProcess:
-    """A ``reactor serve`` child process with its stderr captured to a file."""
+    """A ``reactor serve`` child process with its stderr captured to a file. Its admin listener is on
+    a free port of its own (``admin_url``, set through ``REACTOR_SERVER_ADMIN_PORT``) unless ``env``
+    names one."""
 
     def __init__(self, config: Path, port: int, *extra: str, log: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.port = port
+        self.admin_port = int((env or {}).get("REACTOR_SERVER_ADMIN_PORT") or free_port())
         self.extra = extra
         self.log = log or config.with_suffix(".log")
         self.env = env
@@ -50,9 +55,14 @@ class ReactorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
     def start(self, timeout: float = 30.0) -> ReactorProcess:
         env = dict(os.environ)
         env.pop("REACTOR_CONFIG", None)
+        env.setdefault("REACTOR_SERVER_ADMIN_PORT", str(self.admin_port))
         env.update(self.env or {})
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
