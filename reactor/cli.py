@@ -130,15 +130,14 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _load(args, require_remote=not args.record)
     log.configure(settings.server.log_level)
     store = open_store(settings.store)
-    service = Service(settings, store)
     if args.record:
         from reactor.handlers import RecordingHandler
 
-        service.set_handler(RecordingHandler(args.record))
+        service = Service(settings, store, RecordingHandler(args.record))
     else:
-        from reactor.wiring import wire_engine
+        from reactor.wiring import build_service
 
-        wire_engine(service)
+        service = build_service(settings, store).service
     log.event("serve", host=settings.server.host, port=settings.server.port, pid=os.getpid())
     run(create_app(service), settings)
     return EXIT_OK

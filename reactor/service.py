@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from reactor import log
 from reactor.config import Settings
 from reactor.dispatcher import Dispatcher
-from reactor.domain.work import Handler, WorkUnit
+from reactor.domain.work import Handler
 from reactor.intake import ClientStates, Intake
 from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READINESS_CHECK, READY, REGISTRY
 from reactor.store.base import JournalEntry, JournalItem, Store
@@ -30,33 +30,56 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
 
-class Service:
-    """Everything ``reactor serve`` runs. ``handler`` receives the dispatcher's units of work."""
+StatusSource = Callable[[], Awaitable[Any]]
 
-    def __init__(self, settings: Settings, store: Store, handler: Handler | None = None) -> None:
+
+class Service:
+    """Everything ``reactor serve`` runs, given at construction (``reactor.wiring.build_service``
+    assembles the real one):
+
+    - ``handler`` receives the dispatcher's units of work;
+    - ``components`` are started after the dispatcher, in order, and stopped together;
+    - ``closers`` run after every component stopped (remote clients), in reverse order;
+    - ``checks`` are readiness checks added to the built-in ``store``, ``workers``, ``backlog`` and
+      ``dead_letters`` (see :meth:`readiness`);
+    - ``status_sources`` add sections to :meth:`status` (name → coroutine giving the section);
+    - ``on_scrape`` run before each ``/metrics`` exposition (gauges that describe "now").
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        handler: Handler,
+        *,
+        components: Sequence[Component] = (),
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        checks: Mapping[str, Check] | None = None,
+        status_sources: Mapping[str, StatusSource] | None = None,
+        on_scrape: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.client_states = ClientStates(store)
-        self.dispatcher = Dispatcher(store, handler or self._unhandled, workers=settings.sync.workers)
+        self.dispatcher = Dispatcher(store, handler, workers=settings.sync.workers)
         self.intake = Intake(
             store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit,
             max_items=settings.server.max_items_per_request,
         )
-        self.components: list[Component] = []
-        self.closers: list[Callable[[], Awaitable[None]]] = []
+        self.components = tuple(components)
+        self.closers = tuple(closers)
         self.checks: dict[str, Check] = {
             "store": self._check_store,
             "workers": self._check_workers,
             "backlog": self._check_backlog,
             "dead_letters": self._check_dead_letters,
+            **(checks or {}),
         }
-        self.status_sources: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.status_sources = dict(status_sources or {})
+        self.on_scrape = tuple(on_scrape)
         self.max_backlog_age_seconds = 300.0
         self.started_at = 0.0
         self._started = False
-
-    async def _unhandled(self, unit: WorkUnit) -> None:
-        raise RuntimeError("no handler configured")
 
     async def enqueue(self, items: Sequence[JournalItem]) -> None:
         """Journal follow-up work durably and hand it to the dispatcher."""
@@ -72,9 +95,6 @@ class Service:
                 for s, i in zip(seqs, items, strict=True)
             ]
         )
-
-    def set_handler(self, handler: Handler) -> None:
-        self.dispatcher.handler = handler
 
     async def start(self) -> None:
         if self._started:
@@ -218,10 +238,9 @@ class Service:
         OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
         with contextlib.suppress(Exception):
             DEAD_LETTERS.set(len(await self.store.dead_letters()))
-        subscription_health = self.status_sources.get("subscription_health")
-        if subscription_health is not None:
+        for hook in self.on_scrape:
             with contextlib.suppress(Exception):
-                await subscription_health()  # sets the reactor_subscription_*expiry_seconds gauges
+                await hook()
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
     async def status(self) -> dict[str, Any]:

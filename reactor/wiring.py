@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from reactor import log
 from reactor.config import Settings
@@ -18,7 +19,7 @@ from reactor.graph.reader import GraphReader
 from reactor.ratelimit import TokenBucket
 from reactor.retry import RetryPolicy
 from reactor.scim.client import AskCodyClient
-from reactor.service import Service
+from reactor.service import Check, Component, Service, StatusSource
 from reactor.store.base import JournalItem, Store
 from reactor.sync.engine import SyncEngine
 from subscriptions.lifecycle import handle_lifecycle
@@ -54,7 +55,7 @@ class ReconcileLoop:
     """Queues a reconcile at start and every ``sync.reconcile_interval_seconds`` (journaled, so it is
     serialised with other reconciles and survives a restart)."""
 
-    service: Service
+    enqueue: Callable[[Sequence[JournalItem]], Awaitable[None]]
     interval: float
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -68,7 +69,7 @@ class ReconcileLoop:
                 await self._task
 
     async def request(self, reason: str) -> None:
-        await self.service.enqueue([JournalItem("reconcile", "all", time.time(), {"cause": reason}, change_type="reconcile")])
+        await self.enqueue([JournalItem("reconcile", "all", time.time(), {"cause": reason}, change_type="reconcile")])
 
     async def _run(self) -> None:
         reason = "start-up reconcile"
@@ -104,48 +105,67 @@ class SubscriptionsComponent:
                 await asyncio.wait_for(self._task, STOP_GRACE_SECONDS)  # cancels the task on timeout
 
 
-def wire_engine(service: Service, clients: Clients | None = None) -> SyncEngine:
-    """Plug the real sync engine, subscriptions and reconcile into ``service``."""
-    settings = service.settings
-    clients = clients or build_clients(settings, service.store)
-    engine = SyncEngine(settings, service.store, clients.reader, clients.scim, enqueue=service.enqueue)
-    service.set_handler(engine.handle)
-    service.closers.append(clients.aclose)
-    reconcile = ReconcileLoop(service, settings.sync.reconcile_interval_seconds)
+class Assembled(NamedTuple):
+    """The real service and the engine inside it (the demo and the tests look at the engine)."""
 
-    async def on_gap(reason: str) -> None:
-        log.event("reconcile_requested", reason=reason)
-        await reconcile.request(reason)
+    service: Service
+    engine: SyncEngine
 
-    manager: SubscriptionManager | None = None
+
+def build_service(settings: Settings, store: Store, clients: Clients | None = None) -> Assembled:
+    """The service ``reactor serve`` runs: sync engine as the handler, subscriptions (when enabled),
+    the periodic reconcile, their readiness checks and status sections, all given at construction."""
+    clients = clients or build_clients(settings, store)
+    # The engine, the reconcile loop and the lifecycle handler journal follow-up work through the
+    # service, which needs the engine as its handler: they reach it through ``service`` below, bound
+    # once it exists (before anything runs).
+    service: Service
+
+    async def enqueue(items: Sequence[JournalItem]) -> None:
+        await service.enqueue(items)
+
+    reconcile = ReconcileLoop(enqueue, settings.sync.reconcile_interval_seconds)
+    components: list[Component] = []
+    checks: dict[str, Check] = {}
+    status_sources: dict[str, StatusSource] = {}
+    on_scrape: list[Callable[[], Awaitable[None]]] = []
+    on_lifecycle: Callable[[WorkUnit], Awaitable[None]] | None = None
+
     if settings.subscriptions.enabled:
-        manager = SubscriptionManager(clients.graph, service.store, settings, on_gap=on_gap)
-        component = SubscriptionsComponent(manager)
-        service.components.append(component)
-        mgr = manager
+
+        async def on_gap(reason: str) -> None:
+            log.event("reconcile_requested", reason=reason)
+            await reconcile.request(reason)
+
+        manager = SubscriptionManager(clients.graph, store, settings, on_gap=on_gap)
+        components.append(SubscriptionsComponent(manager))
 
         async def lifecycle(unit: WorkUnit) -> None:
             for entry in unit.entries:
-                outcome = await handle_lifecycle(mgr, entry.payload)
+                outcome = await handle_lifecycle(manager, entry.payload)
                 log.event("lifecycle_handled", subscription_id=entry.object_id, event=entry.change_type, outcome=outcome)
             await service.client_states.refresh()
 
-        engine.on_lifecycle = lifecycle
-
         async def check_subscriptions() -> tuple[bool, str]:
-            status = mgr.status()
+            status = manager.status()
             if status.ok:
                 soonest = min((r.seconds_to_expiry for r in status.resources if r.seconds_to_expiry is not None), default=None)
                 return True, "live" + (f", earliest expiry in {soonest / 3600:.1f} h" if soonest is not None else "")
             return False, status.reason or "subscriptions not live"
 
-        service.checks["subscriptions"] = check_subscriptions
-
         async def subscription_status() -> Any:
-            return mgr.status().as_dict()
+            return manager.status().as_dict()
 
-        service.status_sources["subscription_health"] = subscription_status
-    service.components.append(reconcile)
+        async def publish_expiry() -> None:
+            manager.status()  # sets the reactor_subscription_*expiry_seconds gauges
+
+        on_lifecycle = lifecycle
+        checks["subscriptions"] = check_subscriptions
+        status_sources["subscription_health"] = subscription_status
+        on_scrape.append(publish_expiry)
+    components.append(reconcile)
+
+    engine = SyncEngine(settings, store, clients.reader, clients.scim, enqueue=enqueue, on_lifecycle=on_lifecycle)
 
     async def check_askcody() -> tuple[bool, str]:
         try:
@@ -165,14 +185,14 @@ def wire_engine(service: Service, clients: Clients | None = None) -> SyncEngine:
             return False, f"Graph not reachable: {type(exc).__name__}: {exc}"
         return True, "reachable"
 
-    service.checks["askcody"] = check_askcody
-    service.checks["graph"] = check_graph
-    service.status_sources["engine"] = _engine_status(engine)
-    return engine
-
-
-def _engine_status(engine: SyncEngine) -> Any:
-    async def status() -> dict[str, Any]:
+    async def engine_status() -> dict[str, Any]:
         return {"last_reconcile_at": engine.last_reconcile_at, "last_reconcile_error": engine.last_reconcile_error}
 
-    return status
+    checks["askcody"] = check_askcody
+    checks["graph"] = check_graph
+    status_sources["engine"] = engine_status
+    service = Service(
+        settings, store, engine.handle, components=components, closers=[clients.aclose], checks=checks,
+        status_sources=status_sources, on_scrape=on_scrape,
+    )
+    return Assembled(service, engine)

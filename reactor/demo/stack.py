@@ -21,7 +21,7 @@ from reactor.demo.askcody import build_scim_application
 from reactor.service import Service
 from reactor.store import SQLiteStore
 from reactor.sync.engine import SyncEngine
-from reactor.wiring import wire_engine
+from reactor.wiring import build_service
 
 
 def free_port() -> int:
@@ -111,8 +111,7 @@ async def local_stack(
                              for gid, (name, grants) in groups.items()),
             )
         )
-        service = Service(settings, SQLiteStore(str(store_path)))
-        engine = wire_engine(service)
+        service, engine = build_service(settings, SQLiteStore(str(store_path)))
         # The uvicorn helper runs without lifespan: start and stop the service around it ourselves.
         reactor_app = create_app(service)
         await stack.enter_async_context(serving(reactor_app.public, "127.0.0.1", reactor_port))

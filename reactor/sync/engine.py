@@ -54,7 +54,8 @@ class UserPlan:
 
 
 class SyncEngine:
-    """Turns dirty objects into SCIM writes. ``enqueue`` journals follow-up user work durably."""
+    """Turns dirty objects into SCIM writes. ``enqueue`` journals follow-up user work durably;
+    ``on_lifecycle`` handles units of Graph lifecycle events (subscriptions), when there are any."""
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class SyncEngine:
         scim: AskCodyClient,
         *,
         enqueue: Enqueue | None = None,
+        on_lifecycle: LifecycleHandler | None = None,
         concurrency: int = 8,
     ) -> None:
         self.settings = settings
@@ -72,7 +74,7 @@ class SyncEngine:
         self.scim = scim
         self.enqueue = enqueue
         self.concurrency = concurrency
-        self.on_lifecycle: LifecycleHandler | None = None
+        self.on_lifecycle = on_lifecycle
         self.last_reconcile_at: float | None = None
         self.last_reconcile_error: str | None = None
         self._group_lock = asyncio.Lock()
