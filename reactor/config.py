@@ -7,6 +7,7 @@ line that names the key and says what is wrong, never the secret itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -249,6 +250,35 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, or an address in 127.0.0.0/8 or ``::1`` (brackets of an IPv6 literal allowed)."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redact_url(value: str) -> str:
+    """``value`` with the user:password and the query (and fragment) replaced by ``***``: they may
+    carry credentials (``https://***@askcody.example.com/scim/v2?***``)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    out = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme or netloc else parts.path
+    if parts.query:
+        out += "?***"
+    if parts.fragment:
+        out += "#***"
+    return out
+
+
 def _check_url(name: str, value: str, *, required: bool) -> None:
     if not value:
         if required:
@@ -256,11 +286,11 @@ def _check_url(name: str, value: str, *, required: bool) -> None:
         return
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{name} is not a valid http(s) URL: {value!r}")
+        raise ConfigurationError(f"{name} is not a valid http(s) URL: {redact_url(value)!r}")
     try:
         _ = parts.port
     except ValueError:
-        raise ConfigurationError(f"{name} has an invalid port: {value!r}") from None
+        raise ConfigurationError(f"{name} has an invalid port: {redact_url(value)!r}") from None
 
 
 def _check_guid(name: str, value: str) -> None:
@@ -288,6 +318,11 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
         )
     if s.server.max_body_bytes < 1024:
         raise ConfigurationError("server.max_body_bytes must be at least 1024")
+    if not is_loopback(s.server.admin_host) and not s.server.admin_token:
+        raise ConfigurationError(
+            "server.admin_token is required when server.admin_host is not loopback "
+            f"({s.server.admin_host!r}): the status page shows employees' names and recent changes"
+        )
     if s.server.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigurationError("server.log_level must be one of debug, info, warning, error")
     _check_url("server.public_url", s.server.public_url, required=False)
@@ -311,6 +346,13 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
     if s.graph.certificate_path and not Path(s.graph.certificate_path).is_file():
         raise ConfigurationError(f"graph.certificate_path does not name a file: {s.graph.certificate_path!r}")
     _check_url("askcody.scim_url", s.askcody.scim_url, required=require_remote)
+    if s.askcody.scim_url and urlsplit(s.askcody.scim_url).scheme != "https" and not is_loopback(
+        urlsplit(s.askcody.scim_url).hostname or ""
+    ):
+        raise ConfigurationError(
+            "askcody.scim_url must be https (the bearer token and employees' data travel on it); "
+            "plain http only for a loopback host (localhost, 127.0.0.0/8, ::1)"
+        )
     if s.askcody.dialect not in ("rfc", "entra"):
         raise ConfigurationError(f"askcody.dialect must be 'rfc' or 'entra', got {s.askcody.dialect!r}")
     if s.askcody.deprovision not in ("disable", "delete"):
@@ -433,7 +475,8 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None, *
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, every secret replaced by a marker."""
+    """The effective configuration as plain data, every secret replaced by a marker and the
+    user:password and query of every URL by ``***`` (:func:`redact_url`)."""
     out: dict[str, Any] = {}
     for section in _SECTIONS:
         obj = getattr(settings, section)
@@ -442,6 +485,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
             v = getattr(obj, f.name)
             if isinstance(v, Secret):
                 v = "<redacted>" if v else ""
+            elif (f.name == "url" or f.name.endswith("_url")) and isinstance(v, str) and v:
+                v = redact_url(v)
             sec[f.name] = v
         out[section] = sec
     out["groups"] = [

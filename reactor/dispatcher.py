@@ -7,7 +7,12 @@ serves every dirty group) are taken all at once as a single unit. Guarantees:
 - never two workers on the same object (or on the same batched kind) at once;
 - a bounded pool of workers;
 - journal entries are marked done only after the handler returned without raising;
-- a unit whose handler raised stays pending and is retried after a backoff;
+- a unit whose handler raised a :class:`~reactor.errors.TransientError` (or a
+  :class:`~reactor.errors.StoreError`) stays pending and is retried after a backoff, for as long as
+  it takes (nothing is lost while AskCody is down);
+- any other exception (a :class:`~reactor.errors.PermanentError` raised outside the engine's apply,
+  a reply that cannot be parsed, a bug) counts as an attempt: after ``max_attempts`` of them the unit
+  goes to the dead letters with the error and its entries are done, so that it cannot loop forever;
 - on start, everything journaled and not done is queued again.
 
 Done entries are deleted from the journal in batches (``done_flush_seconds``): a crash between the
@@ -23,10 +28,13 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from reactor import log
+from reactor.config import SyncSettings
 from reactor.domain.work import Handler, WorkUnit
-from reactor.metrics import OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
+from reactor.errors import StoreError, TransientError
+from reactor.metrics import DEAD_LETTERED, OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
 from reactor.store.base import JournalEntry, Store
 
 Key = tuple[str, str]
@@ -34,14 +42,21 @@ Key = tuple[str, str]
 STOP_GRACE_SECONDS = 10.0
 """How long a stop waits for in-flight units before cancelling them (they stay journaled)."""
 
+RETRIED_WITHOUT_LIMIT: tuple[type[BaseException], ...] = (TransientError, StoreError)
+"""Failures of the services, not of the unit: retried until they pass, never dead-lettered."""
+
+ERROR_TEXT_LIMIT = 500
+"""The longest error text kept in a dead letter (an exception may quote a whole reply)."""
+
 
 class _Pending:
-    __slots__ = ("early", "entries", "failures", "not_before")
+    __slots__ = ("attempts", "early", "entries", "failures", "not_before")
 
     def __init__(self) -> None:
         self.entries: list[JournalEntry] = []
         self.not_before = 0.0
         self.failures = 0
+        self.attempts: list[dict[str, Any]] = []  # failed attempts that count towards max_attempts
         self.early = False  # had its early try in the current backoff period (see _release_backoffs)
 
 
@@ -59,6 +74,7 @@ class Dispatcher:
         retry_max_seconds: float = 60.0,
         done_flush_seconds: float = 0.05,
         batch_settle_seconds: float = 0.25,
+        max_attempts: int = SyncSettings.max_attempts,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -69,6 +85,7 @@ class Dispatcher:
         self.retry_max_seconds = retry_max_seconds
         self.done_flush_seconds = done_flush_seconds
         self.batch_settle_seconds = batch_settle_seconds
+        self.max_attempts = max_attempts
         self.clock = clock
         self._pending: dict[Key, _Pending] = {}
         self._ready: deque[Key] = deque()
@@ -252,6 +269,7 @@ class Dispatcher:
             # The handler runs in this loop rather than in a helper coroutine: one frame less per unit.
             self._running += 1
             ok = False
+            dead: set[str] = set()
             try:
                 await self.handler(unit)
                 ok = True
@@ -260,12 +278,47 @@ class Dispatcher:
             except Exception as exc:
                 self.failures += 1
                 log.event("unit_failed", level="warning", kind=unit.kind, object_ids=list(unit.object_ids), error=repr(exc))
+                dead = await self._dead_letter_if_spent(unit, exc)
             finally:
                 self._running -= 1
-                self._settle(unit, ok)
+                self._settle(unit, ok, dead)
 
-    def _settle(self, unit: WorkUnit, ok: bool) -> None:
-        """After a unit ran: its entries are done (``ok``), or its objects back off before a retry."""
+    async def _dead_letter_if_spent(self, unit: WorkUnit, exc: Exception) -> set[str]:
+        """Count a failed attempt; returns the objects that went to the dead letters (they are done):
+        those with ``max_attempts`` failures that are not retried without limit (:data:`RETRIED_WITHOUT_LIMIT`)."""
+        if isinstance(exc, RETRIED_WITHOUT_LIMIT):
+            return set()
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
+        attempt = {"at": time.time(), "error": error, "type": type(exc).__name__, "status": getattr(exc, "status", None)}
+        spent = []
+        for oid in unit.object_ids:
+            p = self._pending.get((unit.kind, oid))
+            if p is None:
+                continue
+            p.attempts.append(attempt)
+            if len(p.attempts) >= self.max_attempts:
+                spent.append((oid, p))
+        dead: set[str] = set()
+        in_unit = {e.seq for e in unit.entries}
+        for oid, p in spent:
+            seqs = [e.seq for e in p.entries if e.seq in in_unit]
+            try:
+                dl = await self.store.add_dead_letter(
+                    unit.kind, oid, {"cause": "the handler failed", "journal_seqs": seqs}, error, p.attempts
+                )
+            except Exception as store_exc:
+                # Not written: the object stays pending and its next failure tries again.
+                log.event("dead_letter_failed", level="error", kind=unit.kind, object_id=oid, error=repr(store_exc))
+                continue
+            dead.add(oid)
+            DEAD_LETTERED.inc()
+            log.event("dead_lettered", level="error", kind=unit.kind, object_id=oid, dead_letter_id=dl,
+                      error=error, attempts=len(p.attempts))
+        return dead
+
+    def _settle(self, unit: WorkUnit, ok: bool, dead: Collection[str] = ()) -> None:
+        """After a unit ran: its entries are done (``ok``, or its objects in ``dead``: they went to
+        the dead letters), or its objects back off before a retry."""
         single = len(unit.object_ids) == 1
         done_seqs = [e.seq for e in unit.entries]
         done = set() if single else set(done_seqs)
@@ -275,13 +328,23 @@ class Dispatcher:
             p = self._pending.get(k)
             if p is None:
                 continue
-            if ok:
+            if not ok and oid in dead:
+                taken = set(done_seqs)
+                self._done.extend(e.seq for e in p.entries if e.seq in taken)
+                p.entries = [e for e in p.entries if e.seq not in taken]
+                p.failures = 0
+                p.attempts = []
+                p.not_before = 0.0
+                p.early = False
+                self._flush_wake.set()
+            elif ok:
                 if single:
                     # The unit took every entry the object had; later ones were appended after them.
                     del p.entries[: len(unit.entries)]
                 else:
                     p.entries = [e for e in p.entries if e.seq not in done]
                 p.failures = 0
+                p.attempts = []
                 p.not_before = 0.0
                 p.early = False
             else:
@@ -293,7 +356,7 @@ class Dispatcher:
                 del self._pending[k]
                 if k[0] in self.batch_kinds:
                     self._batch_keys[k[0]].discard(k)
-            elif ok:
+            elif ok or oid in dead:
                 self._make_ready(k, p)
         self._busy_kinds.discard(unit.kind)
         if ok and self._last_failed.get(unit.kind):

@@ -1,6 +1,7 @@
 """Handling one lifecycle notification item (already accepted and journaled by the intake).
 
-- ``reauthorizationRequired``: renew when due, else reauthorize (never both within 10 minutes).
+- ``reauthorizationRequired``: renew when due, else reauthorize; a repeat within seconds of a create,
+  renewal or reauthorization is skipped (``REAUTHORIZE_DEBOUNCE_SECONDS``).
 - ``subscriptionRemoved``: create the subscription again, then ``on_gap`` (a reconcile).
 - ``missed``: ``on_gap``: notifications were lost, only a reconcile can recover them.
 

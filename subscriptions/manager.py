@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 
 CHANGE_TYPE = "updated,deleted"
 RESOURCES: tuple[str, ...] = ("users", "groups")
-REAUTHORIZE_QUIET_SECONDS = 600.0
-"""Graph: reauthorize or renew, not both within 10 minutes."""
+REAUTHORIZE_DEBOUNCE_SECONDS = 30.0
+"""A ``reauthorizationRequired`` this soon after a create, renewal or reauthorization was most likely
+sent before that call and is answered by it. Any later one is Graph asking for a reason, and a
+reauthorization is one cheap POST: seconds, not minutes."""
 
 OnGap = Callable[[str], Awaitable[None]]
 
@@ -390,15 +392,17 @@ class SubscriptionManager:
         return min(moments, default=self.clock() + self.verify_interval)
 
     async def reauthorize(self, subscription_id: str) -> str:
-        """Answer ``reauthorizationRequired``: renew when due, else reauthorize; neither when one was done
-        within 10 minutes. Returns what was done."""
+        """Answer ``reauthorizationRequired``: renew when due, else reauthorize; neither when the
+        subscription was created, renewed or reauthorized within :data:`REAUTHORIZE_DEBOUNCE_SECONDS`.
+        Returns what was done."""
         async with self._lock:
             record = self.record_by_id(subscription_id)
             if record is None:
                 return "ignored: not our subscription"
             now = self.clock()
-            if now - max(record.last_renewed_at, record.last_reauthorized_at, record.created_at) < REAUTHORIZE_QUIET_SECONDS:
-                return "skipped: created, renewed or reauthorized within 10 minutes"
+            last = max(record.last_renewed_at, record.last_reauthorized_at, record.created_at)
+            if now - last < REAUTHORIZE_DEBOUNCE_SECONDS:
+                return f"skipped: created, renewed or reauthorized {now - last:.0f} s ago"
             if now >= self.renew_at(record):
                 await self._renew(record)
                 return "renewed"

@@ -77,6 +77,13 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         (('grants = "reception"', 'grants = "king"'), "grants must be one of"),
         (("extensionAttribute7", "extensionAttribute16"), "attributes.cost_center"),
         (("port = 9000", "port = 9000\nadmin_port = 9000"), "server.admin_port must differ from server.port"),
+        (("https://askcody.example.com", "http://askcody.example.com"), "askcody.scim_url must be https"),
+        (("https://askcody.example.com", "http://10.1.2.3"), "askcody.scim_url must be https"),
+        (("https://askcody.example.com", "http://localhost.askcody.example.com"), "askcody.scim_url must be https"),
+        (("[server]", '[server]\nadmin_host = "0.0.0.0"'),
+         "server.admin_token is required when server.admin_host is not loopback"),
+        (("[server]", '[server]\nadmin_host = "10.0.4.7"\nadmin_token = ""'),
+         "server.admin_token is required when server.admin_host is not loopback"),
     ],
 )
 def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -116,3 +123,41 @@ def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     assert run("no-such-verb").returncode == 2
     assert run("deadletters", "replay").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "scim_url",
+    ["http://127.0.0.1:8000/scim/v2", "http://127.4.5.6/scim/v2", "http://localhost:8000/scim/v2", "http://[::1]:8000/scim/v2"],
+)
+def test_plain_http_to_askcody_is_accepted_on_a_loopback_host_only(tmp_path: Path, scim_url: str) -> None:
+    s = load(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", scim_url)), env={})
+    assert s.askcody.scim_url == scim_url
+
+
+@pytest.mark.parametrize(("host", "token"), [("127.0.0.1", ""), ("::1", ""), ("localhost", ""), ("0.0.0.0", "s3cr3t-admin")])
+def test_an_admin_listener_on_loopback_or_with_a_token_is_accepted(tmp_path: Path, host: str, token: str) -> None:
+    text = GOOD.replace("[server]", f'[server]\nadmin_host = "{host}"\nadmin_token = "{token}"', 1)
+    s = load(write(tmp_path, text), env={})
+    assert (s.server.admin_host, s.server.admin_token.reveal()) == (host, token)
+
+
+def test_check_config_hides_the_user_password_and_query_of_the_askcody_url(tmp_path: Path) -> None:
+    url = "https://reactor:Pa55-w0rd@askcody.example.com:8443/scim/v2?code=query-secret-xyz"
+    r = run("check-config", "--config", str(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", url))),
+            env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert orjson.loads(r.stdout)["askcody"]["scim_url"] == "https://***@askcody.example.com:8443/scim/v2?***"
+    assert "Pa55-w0rd" not in r.stdout and "query-secret-xyz" not in r.stdout and "reactor:" not in r.stdout
+    # A refused URL is named without them too.
+    bad = url.replace("https://", "http://")
+    r = run("check-config", "--config", str(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", bad))),
+            env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and "askcody.scim_url must be https" in r.stderr
+    assert "Pa55-w0rd" not in r.stderr + r.stdout and "query-secret-xyz" not in r.stderr + r.stdout
+
+
+def test_a_url_that_is_not_http_is_named_without_its_credentials(tmp_path: Path) -> None:
+    url = "ftp://reactor:Pa55-w0rd@askcody.example.com/scim/v2?code=query-secret-xyz"
+    with pytest.raises(ConfigurationError, match=r"askcody\.scim_url is not a valid http") as caught:
+        load(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", url)), env={})
+    assert "Pa55-w0rd" not in str(caught.value) and "query-secret-xyz" not in str(caught.value)

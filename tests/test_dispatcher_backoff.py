@@ -13,6 +13,7 @@ import time
 
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
+from reactor.errors import TransientError
 from reactor.store import SQLiteStore
 from reactor.store.base import JournalEntry, JournalItem, ObjectKind
 from tests.support.eventually import eventually
@@ -31,7 +32,7 @@ async def test_objects_backing_off_run_as_soon_as_a_unit_succeeds_again(store: S
 
     async def handler(unit: WorkUnit) -> None:
         if outage and unit.kind == "user":  # users need AskCody; lifecycle units only Graph
-            raise RuntimeError("AskCody is unavailable")
+            raise TransientError("AskCody is unavailable", status=503)
         handled.append(unit.object_id)
 
     dispatcher = Dispatcher(store, handler, workers=2, retry_base_seconds=30.0, retry_max_seconds=60.0)
@@ -59,7 +60,7 @@ async def test_an_object_that_keeps_failing_gets_one_early_try_per_backoff_perio
     async def handler(unit: WorkUnit) -> None:
         if unit.object_id == "u-broken":
             attempts.append(time.monotonic())
-            raise RuntimeError("this user cannot be synced")
+            raise TransientError("this user cannot be synced yet", status=503)
 
     dispatcher = Dispatcher(store, handler, workers=2, retry_base_seconds=1.0, retry_max_seconds=1.0)
     await dispatcher.start()

@@ -37,16 +37,29 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-async def _wait(check: Callable[[], Awaitable[bool]], timeout: float) -> float | None:
+async def _wait(check: Callable[[], Awaitable[bool]], timeout: float, stop: asyncio.Event) -> float | None:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < timeout and not stop.is_set():
         if await check():
             return time.monotonic() - started
         await asyncio.sleep(0.05)
     return None
 
 
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM (``docker stop``, ``kill``, a service manager) both set ``stop``: the demo
+    then closes its stack and exits, whatever it was doing."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
 async def play(once: bool, port: int, workdir: Path) -> int:
+    """Play the steps; without ``once``, keep running until SIGINT or SIGTERM. A signal while the
+    steps are played stops the demo cleanly too: exit 0 (1 with ``once``: not every step was seen)."""
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
     from graphsim import GraphSimulator
     from reactor.demo.stack import local_stack
 
@@ -128,22 +141,24 @@ async def play(once: bool, port: int, workdir: Path) -> int:
         _say(f"  simulated Graph {stack.graph_url}, embedded AskCody SCIM {stack.scim_url}")
         failed = 0
         for i, step in enumerate(steps):
+            if stop.is_set():
+                break
             step.change()
-            took = await _wait(step.reflected, STEP_TIMEOUT)
+            took = await _wait(step.reflected, STEP_TIMEOUT, stop)
+            if stop.is_set():
+                break
             if took is None:
                 failed += 1
                 _say(f"  [{i}] FAILED  {step.title}: not reflected in AskCody within {STEP_TIMEOUT:.0f} s")
             else:
                 _say(f"  [{i}] ok      {step.title}: reflected in AskCody in {took:.2f} s")
+        if stop.is_set():
+            _say("Stopped on request before every step was played")
+            return 1 if once else 0
         _say(f"{len(steps) - failed} of {len(steps)} steps reflected in AskCody")
         if once:
             return 0 if failed == 0 else 1
-        _say(f"The demo keeps running: open {stack.admin_url}/ (Ctrl-C to stop)")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        _say(f"The demo keeps running: open {stack.admin_url}/ (Ctrl-C or SIGTERM to stop)")
         await stop.wait()
         return 0 if failed == 0 else 1
 

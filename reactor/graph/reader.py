@@ -13,19 +13,21 @@ Rules the engine can rely on:
 - In an incremental round Graph may return only the properties that changed: use the users of an
   incremental :class:`UsersDelta` as change markers and read each with :meth:`get_user` before
   planning (a property Graph left out reads as its default here).
+- An object id that is not a GUID raises :class:`~reactor.errors.PermanentError` before any request
+  is sent: put into a path, ``.``, ``..`` or an empty id would read another resource (``GET /users``, ``GET /v1.0``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import quote
 
 from reactor.config import Settings
 from reactor.domain.model import EntraGroup, EntraState, EntraUser
-from reactor.errors import DeltaTokenExpired, NotFoundError
+from reactor.errors import DeltaTokenExpired, NotFoundError, PermanentError
 from reactor.graph.client import GraphClient
 from reactor.store.base import Store
 
@@ -34,6 +36,9 @@ GROUP_DELTA_SELECT = "displayName,members"
 GROUP_FILTER_CHUNK = 50
 USER_TYPE = "#microsoft.graph.user"
 PAGE_SIZE = 999
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ID_SHOWN = 40
+"""How much of a refused id an error message quotes (an id may be of any length)."""
 
 A = TypeVar("A", bound="_Accumulator")
 
@@ -70,6 +75,17 @@ class GroupsDelta:
     full: bool
     links: dict[str, str] = field(default_factory=dict)
     """Store meta key → the round's new deltaLink; kept by :meth:`GraphReader.commit`."""
+
+
+def object_id(kind: str, value: str) -> str:
+    """``value``, to be put into a URL path, once it is known to be a GUID.
+
+    Anything else raises :class:`~reactor.errors.PermanentError` (retrying cannot help) and no
+    request is sent."""
+    if not GUID.fullmatch(value):
+        shown = value[:ID_SHOWN] + ("…" if len(value) > ID_SHOWN else "")
+        raise PermanentError(f"Entra {kind} id {shown!r} is not a GUID: not read from Graph")
+    return value
 
 
 def _text(value: Any) -> str | None:
@@ -207,7 +223,7 @@ class GraphReader:
         """The user as Graph holds it now, or None when Graph answers 404 (soft-deleted or gone)."""
         try:
             obj = await self.client.get_json(
-                f"users/{quote(user_id, safe='')}", {"$select": self.user_select}, operation="get_user"
+                f"users/{object_id('user', user_id)}", {"$select": self.user_select}, operation="get_user"
             )
         except NotFoundError:
             return None
@@ -217,7 +233,7 @@ class GraphReader:
         """The group's id and displayName, or None when Graph answers 404."""
         try:
             obj = await self.client.get_json(
-                f"groups/{quote(group_id, safe='')}", {"$select": "id,displayName"}, operation="get_group"
+                f"groups/{object_id('group', group_id)}", {"$select": "id,displayName"}, operation="get_group"
             )
         except NotFoundError:
             return None
@@ -226,7 +242,7 @@ class GraphReader:
     async def group_member_ids(self, group_id: str) -> set[str]:
         """Ids of the users that are direct members of the group (all pages). 404 raises NotFoundError."""
         out: set[str] = set()
-        url: str | None = f"groups/{quote(group_id, safe='')}/members"
+        url: str | None = f"groups/{object_id('group', group_id)}/members"
         params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
         while url:
             page = await self.client.get_json(url, params, operation="group_members")
@@ -241,7 +257,7 @@ class GraphReader:
         """
         wanted = frozenset(scope) if scope is not None else self.settings.group_ids
         out: set[str] = set()
-        url: str | None = f"users/{quote(user_id, safe='')}/memberOf"
+        url: str | None = f"users/{object_id('user', user_id)}/memberOf"
         params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
         try:
             while url:

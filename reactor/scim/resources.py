@@ -9,6 +9,7 @@ extension, a string ``"True"``, an address without a dot) into a failed sync.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,9 +39,20 @@ ATTRIBUTE_PATHS: dict[str, str] = {
 EnterpriseScimUser = User[EnterpriseUser]
 
 
+_FILTER_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\ud800-\udfff]')
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _FILTER_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
 def quote(value: str) -> str:
-    """A SCIM filter string literal: ``"…"`` with ``\\`` and ``"`` escaped."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A SCIM filter string literal (RFC 7644 §3.4.2.2: a JSON string): ``"…"`` with ``"`` and ``\\``
+    escaped, control characters (U+0000 to U+001F) as JSON escapes, and a lone surrogate (which no UTF-8
+    request can carry) as ``\\uXXXX``; every other character as it is."""
+    return '"' + _NEEDS_ESCAPE.sub(_escape, value) + '"'
 
 
 def user_body(attrs: UserAttributes, *, active: bool) -> dict[str, Any]:

@@ -51,6 +51,15 @@ class UserPlan:
     facts: UserFacts
     current: ScimUser | None
     operations: list[Operation] = field(default_factory=list)
+    known_as: str = ""
+    """The userName last applied to AskCody (from the mapping's state): names a user Graph no longer knows."""
+
+    @property
+    def who(self) -> str:
+        """The user's name for people: the UPN Entra holds, else the one applied last, else AskCody's
+        userName; the Entra id only when none is known."""
+        upn = self.facts.user.user_principal_name if self.facts.user else ""
+        return upn or self.known_as or (self.current.user_name if self.current else "") or self.entra_id
 
 
 class SyncEngine:
@@ -134,7 +143,7 @@ class SyncEngine:
         known = group_ids if group_ids is not None else await self.group_ids()
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
-        return UserPlan(entra_id, facts, current, ops)
+        return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping))
 
     async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
         """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
@@ -227,7 +236,7 @@ class SyncEngine:
             await self.store.delete_mapping("user", plan.entra_id)
         elif scim_id is not None and plan.entra_id not in result.failures:
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, _applied_state(plan), time.time()))
-        who = (plan.facts.user.user_principal_name if plan.facts.user else "") or plan.entra_id
+        who = plan.who
         for op in result.applied:
             text = self.readable(op, who)
             log.event("scim_applied", entra_id=plan.entra_id, operation=text, cause=cause, journal_seqs=list(seqs))
@@ -433,6 +442,13 @@ def _applied_state(plan: UserPlan) -> dict[str, Any]:
         "active": bool(in_scope and user is not None and user.account_enabled),
         "groups": sorted(plan.facts.groups) if in_scope else [],
     }
+
+
+def _applied_user_name(mapping: ObjectMapping | None) -> str:
+    """The userName kept with the mapping when the user was last applied (see :func:`_applied_state`)."""
+    attributes = mapping.state.get("attributes") if mapping is not None else None
+    name = attributes.get("user_name") if isinstance(attributes, dict) else None
+    return name if isinstance(name, str) else ""
 
 
 def _cause(unit: WorkUnit) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from graphsim import GraphSimulator
 from reactor.domain.model import EntraGroup, EntraUser
-from reactor.errors import TransientError
+from reactor.errors import PermanentError, TransientError
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader, GroupChange
 from reactor.retry import recording
@@ -91,6 +91,35 @@ async def test_get_group(sim: GraphSimulator, reader_for: Reader) -> None:
     assert await reader.get_group(gid) == EntraGroup(id=gid, display_name="Facility")
     sim.delete_group(gid)
     assert await reader.get_group(gid) is None
+
+
+@pytest.mark.parametrize("bad", [".", "..", "", "a/b", "../v1.0", "%2e%2e", "users?$top=999", "x" * 5000])
+async def test_an_id_that_is_not_a_guid_is_refused_before_any_request(
+    sim: GraphSimulator, client: GraphClient, reader_for: Reader, bad: str
+) -> None:
+    """Put into a path, ``.`` or ``..`` would make the reader ask ``GET /users`` or ``GET /v1.0``."""
+    uid = sim.add_user(user_principal_name="o'brien@contoso.com", display_name="Siobhán O'Brien")
+    gid = sim.add_group(display_name="Ärzte & Pflege")
+    sim.add_member(gid, uid)
+    reader = reader_for(groups=(gid,))
+    urls = _requested_urls(client)
+    reads = [
+        lambda: reader.get_user(bad),
+        lambda: reader.get_group(bad),
+        lambda: reader.group_member_ids(bad),
+        lambda: reader.user_group_ids(bad),
+    ]
+    for read in reads:
+        with pytest.raises(PermanentError, match="is not a GUID") as caught:
+            await read()
+        assert len(str(caught.value)) < 120, "the refused id is quoted whole"
+    assert urls == [], "a request reached Graph for an id that is not a GUID"
+    # A real GUID (in either case) still reads.
+    user = await reader.get_user(uid.upper())
+    assert user is not None and user.display_name == "Siobhán O'Brien"
+    assert await reader.group_member_ids(gid) == {uid}
+    assert await reader.user_group_ids(uid) == frozenset({gid})
+    assert len(urls) == 3
 
 
 async def test_group_member_ids_follows_pages(sim: GraphSimulator, reader_for: Reader) -> None:

@@ -242,3 +242,33 @@ async def test_a_scim_id_is_one_path_segment_however_it_reads(client: AskCodyCli
     with pytest.raises(NotFoundError):
         await client.update_user(scim_id, {"display_name": "Mallory"})
     assert [u.model_dump().get("displayName") for u in users(server)] == ["Alice Jensen"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "o'brien.\"ceo\"@contoso.com",
+        "CONTOSO\\svc-askcody",
+        'ends with a backslash \\',
+        "Facility\nmanagers",
+        "Jørgen\tHansen (ext)",
+        "山田 太郎",
+        "Σταυρούλα Παπαδοπούλου",
+        "محمد الأحمد",
+        "\"Rooms\" \\ Ärzte\r\n\x01\x1f",
+    ],
+)
+async def test_filter_values_with_quotes_backslashes_controls_and_any_script_find_their_resource(
+    client: AskCodyClient, server: ScimServer, name: str
+) -> None:
+    """A filter literal is a JSON string (RFC 7644 §3.4.2.2): quotes, backslashes and control
+    characters escaped, other characters as they are; an unescaped newline is a refused filter."""
+    await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "someone.else@contoso.com"})
+    user = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": name})
+    group = await by_hand(server, "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name})
+
+    found = await client.find_user(UID, name, with_groups=False)
+    assert found is not None and found.id == user["id"]
+    found_group = await client.find_group(GID, name)
+    assert found_group is not None and found_group.id == group["id"]
+    assert await client.find_user(UID, name + "x", with_groups=False) is None
