@@ -61,7 +61,9 @@ class Service:
         self.settings = settings
         self.store = store
         self.client_states = ClientStates(store)
-        self.dispatcher = Dispatcher(store, handler, workers=settings.sync.workers)
+        self.dispatcher = Dispatcher(
+            store, handler, workers=settings.sync.workers, max_attempts=settings.sync.max_attempts
+        )
         self.intake = Intake(
             store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit,
             max_items=settings.server.max_items_per_request,

@@ -3,13 +3,15 @@ order and stopped together; readiness, status and metrics include what was given
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from reactor.config import GroupMapping, Secret, Settings, with_overrides
 from reactor.domain.work import WorkUnit
 from reactor.service import Service
-from reactor.store import SQLiteStore
+from reactor.store import JournalItem, SQLiteStore
 from reactor.wiring import ReconcileLoop, SubscriptionsComponent, build_service
+from tests.support.eventually import eventually
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 
@@ -92,3 +94,25 @@ async def test_build_service_assembles_subscriptions_only_when_enabled(tmp_path:
         assert (engine.on_lifecycle is not None) is enabled
         for close in service.closers:
             await close()
+
+
+async def test_a_unit_that_keeps_failing_is_dead_lettered_after_the_configured_attempts(tmp_path: Path) -> None:
+    async def broken(unit: WorkUnit) -> None:
+        raise ValueError("cannot parse this user")
+
+    settings = with_overrides(
+        Settings(), graph={"tenant_id": TENANT}, store={"url": f"sqlite:///{tmp_path / 'r.db'}"}, sync={"max_attempts": 2}
+    )
+    service = Service(settings, SQLiteStore(str(tmp_path / "r.db")), broken)
+    await service.start()
+    try:
+        await service.enqueue([JournalItem("user", "5a0e0000-0000-4000-8000-000000000001", time.time(), {}, "s", "updated")])
+
+        async def dead() -> bool:
+            return len(await service.store.dead_letters()) == 1
+
+        await eventually(dead, "the unit dead-lettered", timeout=20)
+        (letter,) = await service.store.dead_letters()
+        assert len(letter.attempts) == 2 and "cannot parse this user" in letter.error
+    finally:
+        await service.stop()
