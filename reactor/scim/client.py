@@ -29,7 +29,14 @@ import orjson
 from reactor import retry
 from reactor.config import AskCodySettings
 from reactor.domain.model import ScimGroup, ScimUser, UserAttributes
-from reactor.errors import ConflictError, NotFoundError, PermanentError, ThrottledError, TransientError
+from reactor.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+    error_for_status,
+)
 from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
 from reactor.retry import parse_retry_after
@@ -434,14 +441,16 @@ def _classify(where: str, status: int, raw: bytes, retry_after: str | None) -> t
         return "ok", None
     scim_type, detail = _error_detail(raw)
     text = f"{where}: {status}" + (f" {scim_type}" if scim_type else "") + (f": {detail}" if detail else "")
-    if status == 429 or (status == 503 and retry_after):
-        return "throttled", ThrottledError(text, retry_after=parse_retry_after(retry_after), status=status)
-    if status == 408 or (status >= 500 and status != 501):
-        return "server_error" if status >= 500 else "timeout", TransientError(text, status=status)
-    if status == 404:
-        return "not_found", NotFoundError(text)
-    if status == 409:
-        return "conflict", ConflictError(text)
     if status in (401, 403):
         text += " (check askcody.token)"
-    return "client_error", ScimError(text, status=status, scim_type=scim_type, detail=detail)
+    error = error_for_status(
+        status, text, retry_after=parse_retry_after(retry_after),
+        permanent=lambda message, code: ScimError(message, status=code, scim_type=scim_type, detail=detail),
+    )
+    return _OUTCOMES.get(type(error), "server_error" if status >= 500 else "timeout"), error
+
+
+_OUTCOMES: dict[type[Exception], str] = {
+    ThrottledError: "throttled", NotFoundError: "not_found", ConflictError: "conflict", ScimError: "client_error",
+}
+"""The ``outcome`` label of ``reactor_scim_requests_total`` by error (a TransientError: by status)."""
