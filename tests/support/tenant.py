@@ -183,11 +183,12 @@ class People:
             return upn, None
         return upn, self._unique(self._plus(local), domain)
 
-    def readdress(self, user: TenantUser) -> tuple[str, str | None]:
-        """New (userPrincipalName, mail) for ``user`` (a rename, a move to another domain), never used before."""
-        local = user.user_principal_name.split("@")[0].split("_")[0].removesuffix("#EXT#")
+    def readdress(self, kind: Kind, user_principal_name: str) -> tuple[str, str | None]:
+        """New (userPrincipalName, mail) for the user of ``kind`` now at ``user_principal_name`` (a
+        rename, a move to another domain), neither handed out before."""
+        local = user_principal_name.split("@")[0].removesuffix("#EXT#").split("_")[0].split("+")[0]
         self.count += 1
-        return self.addresses(user.kind, local.split("+")[0])
+        return self.addresses(kind, local)
 
     def name(self) -> Name:
         return self.rng.choice(NAMES)
