@@ -159,8 +159,9 @@ class TenantDriver:
         if op.kind == "rename":
             field_name = ("display_name", "given_name", "surname")[b % 3]
             name = self.people.name()
-            value = {"display_name": f"{name.given} {name.surname} ({n})", "given_name": name.given}.get(field_name, name.surname)
-            sim.update_user(uid, **{field_name: value})
+            values = {"display_name": f"{name.given} {name.surname} ({n})", "given_name": name.given, "surname": name.surname}
+            renamed = values[field_name]
+            sim.update_user(uid, **{field_name: renamed})
             return f"rename {uid} ({field_name})"
         if op.kind in ("change_mail", "change_upn"):
             upn, mail = self.people.readdress(self.kinds.get(uid, "member"), sim.tenant.users[uid].user_principal_name)
