@@ -157,6 +157,7 @@ async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it_and_says_
         return user is not None and user.get("active") is True and await member_of(p.direct, ROLE, uid)
 
     await eventually(provisioned, what="the user provisioned although AskCody refused its e-mail once")
+    await idle(p.stack)
     assert refusal.hits == 1
     warnings = [r.fields for r in caplog.records if _event(r) == "scim_attributes_refused"]  # type: ignore[attr-defined]
     assert warnings and warnings[0]["level"] == "warning" and warnings[0]["entra_id"] == uid
