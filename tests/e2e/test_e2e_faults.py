@@ -165,6 +165,7 @@ async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it_and_says_
     assert uid in p.stack.engine.attribute_failures
     changes = [c for c in await p.stack.service.store.recent_changes(50) if c.entra_id == uid]
     assert any("AskCody refused" in c.what and "emails" in c.what for c in changes)
+    assert "AskCody refused" in await p.stack.service.status_html()  # the status page says so
     assert await p.stack.service.store.dead_letters() == []
 
     # The refusal was of one request: the next sync of the user writes what was left out.
