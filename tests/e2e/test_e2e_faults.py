@@ -18,7 +18,7 @@ from reactor.commands import replay_dead_letters
 from reactor.demo.stack import Stack, local_stack
 from reactor.metrics import RETRIES
 from reactor.store.base import JournalItem
-from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, proxied_stack, ready
+from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, member_of, proxied_stack, ready
 from tests.support.faultproxy import ProxiedRequest
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
@@ -111,7 +111,8 @@ async def test_a_scim_400_is_dead_lettered_and_a_replay_repairs_askcody(
     def creates_hank(r: ProxiedRequest) -> bool:
         return r.method == "POST" and r.path == "/Users" and (r.json() or {}).get("userName") == "hank@contoso.com"
 
-    cause = p.proxy.reject(times=1_000, when=creates_hank)
+    # A refusal of userName itself (not of an optional attribute the user could do without).
+    cause = p.proxy.fail(400, times=1_000, when=creates_hank, scim_type="invalidValue", detail="userName is not allowed")
     uid = add_user(p.stack.sim, "hank")
     p.stack.sim.add_member(tenant_groups[ROLE], uid)
 
@@ -134,6 +135,49 @@ async def test_a_scim_400_is_dead_lettered_and_a_replay_repairs_askcody(
 
     assert await store.dead_letters() == []
     assert await matches(p.direct, p.stack.sim, {ROLE: {uid}}, {uid: True})
+
+
+async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it_and_says_so(
+    proxied: Proxied, tenant_groups: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = proxied
+    await ready(p.stack)
+    caplog.set_level(logging.INFO, logger="reactor")
+    mail = "anna.berg@corp.contoso.local"
+
+    def posts_the_mail(r: ProxiedRequest) -> bool:
+        return r.method == "POST" and r.path == "/Users" and mail.encode() in r.body
+
+    refusal = p.proxy.reject(when=posts_the_mail)
+    uid = add_user(p.stack.sim, "anna.berg", display_name="Anna Berg", mail=mail)
+    p.stack.sim.add_member(tenant_groups[ROLE], uid)
+
+    async def provisioned() -> bool:
+        user = await p.direct.askcody_user(uid)
+        return user is not None and user.get("active") is True and await member_of(p.direct, ROLE, uid)
+
+    await eventually(provisioned, what="the user provisioned although AskCody refused its e-mail once")
+    await idle(p.stack)
+    assert refusal.hits == 1
+    warnings = [r.fields for r in caplog.records if _event(r) == "scim_attributes_refused"]  # type: ignore[attr-defined]
+    assert warnings and warnings[0]["level"] == "warning" and warnings[0]["entra_id"] == uid
+    assert 'emails[type eq "work"]' in warnings[0]["attributes"]
+    assert uid in p.stack.engine.attribute_failures
+    changes = [c for c in await p.stack.service.store.recent_changes(50) if c.entra_id == uid]
+    assert any("AskCody refused" in c.what and "emails" in c.what for c in changes)
+    assert "AskCody refused" in await p.stack.service.status_html()  # the status page says so
+    assert await p.stack.service.store.dead_letters() == []
+
+    # The refusal was of one request: the next sync of the user writes what was left out.
+    p.stack.sim.update_user(uid, given_name="Anna-Sofie")
+
+    async def complete() -> bool:
+        user = await p.direct.askcody_user(uid)
+        return user is not None and [e["value"] for e in user.get("emails", [])] == [mail]
+
+    await eventually(complete, what="the e-mail written at the next sync")
+    await idle(p.stack)
+    assert uid not in p.stack.engine.attribute_failures
 
 
 async def replay(stack: Stack, ids: list[int]) -> None:
