@@ -186,7 +186,11 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
         return True, "reachable"
 
     async def engine_status() -> dict[str, Any]:
-        return {"last_reconcile_at": engine.last_reconcile_at, "last_reconcile_error": engine.last_reconcile_error}
+        return {
+            "last_reconcile_at": engine.last_reconcile_at,
+            "last_reconcile_error": engine.last_reconcile_error,
+            "attribute_failures": dict(engine.attribute_failures),
+        }
 
     checks["askcody"] = check_askcody
     checks["graph"] = check_graph

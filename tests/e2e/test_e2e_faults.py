@@ -20,6 +20,7 @@ from reactor.metrics import RETRIES
 from reactor.store.base import JournalItem
 from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, member_of, proxied_stack, ready
 from tests.support.faultproxy import ProxiedRequest
+from tests.support.page import Page
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 GRANTS = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
@@ -165,7 +166,10 @@ async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it_and_says_
     assert uid in p.stack.engine.attribute_failures
     changes = [c for c in await p.stack.service.store.recent_changes(50) if c.entra_id == uid]
     assert any("AskCody refused" in c.what and "emails" in c.what for c in changes)
-    assert "AskCody refused" in await p.stack.service.status_html()  # the status page says so
+    page = Page()
+    page.feed(await p.stack.service.status_html())
+    failures = page.rows("failures")
+    assert any(uid in row["where"] and "AskCody refused" in row["error"] for row in failures), failures
     assert await p.stack.service.store.dead_letters() == []
 
     # The refusal was of one request: the next sync of the user writes what was left out.
