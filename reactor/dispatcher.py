@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from reactor import log
+from reactor.backoff import Backoff
 from reactor.config import SyncSettings
 from reactor.domain.work import Handler, WorkUnit
 from reactor.errors import StoreError, TransientError
@@ -349,7 +350,7 @@ class Dispatcher:
                 p.early = False
             else:
                 p.failures += 1
-                p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
+                p.not_before = self.clock() + Backoff(self.retry_base_seconds, self.retry_max_seconds).delay(p.failures)
                 if k[0] not in self.batch_kinds:
                     heapq.heappush(self._delayed, (p.not_before, k))
             if not p.entries:

@@ -43,7 +43,7 @@ class Clients:
 
 
 def build_clients(settings: Settings, store: Store) -> Clients:
-    policy = RetryPolicy.from_settings(settings.sync)
+    policy = RetryPolicy(attempts=settings.sync.max_attempts, horizon=settings.sync.retry_horizon_seconds)
     graph = GraphClient(settings.graph, retry=policy)
     reader = GraphReader(graph, settings, store)
     scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second), retry_policy=policy)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
@@ -66,16 +66,8 @@ class _Health:
     """Why changes may have been missed; reported through ``on_gap`` once a subscription is live again."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential backoff for creation and renewal attempts that failed."""
-
-    base: float = 30.0
-    maximum: float = 900.0
-
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.maximum, self.base * 2 ** max(0, failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
+RETRY_BACKOFF = Backoff(initial=30.0, maximum=900.0, jitter=0.5)
+"""Creation and renewal attempts that failed: 30 s doubling to 15 min, each between half and all of it."""
 
 
 @dataclass
@@ -93,7 +85,7 @@ class SubscriptionManager:
     settings: Settings
     clock: Callable[[], float] = time.time
     on_gap: OnGap | None = None
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = RETRY_BACKOFF
     verify_interval: float = 3600.0
     """How often a live subscription is read back from Graph (a silent removal is found then)."""
     expiry_warning: float = 600.0
@@ -510,4 +502,6 @@ def verify_client_state(record: SubscriptionRecord, client_state: object) -> boo
     return isinstance(client_state, str) and hmac.compare_digest(client_state.encode(), record.client_state.encode())
 
 
-__all__: Sequence[str] = ("CHANGE_TYPE", "RESOURCES", "Backoff", "SubscriptionManager", "new_client_state", "verify_client_state")
+__all__: Sequence[str] = (
+    "CHANGE_TYPE", "RESOURCES", "RETRY_BACKOFF", "SubscriptionManager", "new_client_state", "verify_client_state",
+)

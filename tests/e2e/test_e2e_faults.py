@@ -202,7 +202,7 @@ async def test_graph_429_is_retried_after_its_retry_after(
     calls, retries, unit_failures = sim.calls.copy(), graph_retries(), stack.service.dispatcher.failures
     sim.throttle(2, retry_after=7, path_prefix="/v1.0/groups/delta")
     sim.throttle(3, retry_after=7, path_prefix="/v1.0/users/")
-    caplog.set_level(logging.WARNING, logger="reactor.retry")
+    caplog.set_level(logging.WARNING, logger="reactor")
     groups, users = populate(sim, tenant_groups)
 
     await eventually(lambda: matches(stack, sim, groups, users))
@@ -210,8 +210,9 @@ async def test_graph_429_is_retried_after_its_retry_after(
     assert sim.faults.injections == []  # every throttled answer was met ...
     assert graph_retries() - retries == 5  # ... by a retry of the Graph client itself,
     assert stack.service.dispatcher.failures == unit_failures  # not by running the unit again
-    waits = [r.getMessage() for r in caplog.records if r.name == "reactor.retry" and r.getMessage().startswith("graph:")]
-    assert len(waits) == 5 and all(w.endswith("retrying in 7.00s") for w in waits), waits
+    waits = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "retrying"]
+    waits = [w for w in waits if w["target"] == "graph"]
+    assert len(waits) == 5 and all(w["wait_seconds"] == 7.0 and w["status"] == 429 for w in waits), waits
     assert sim.calls["groups_delta"] - calls["groups_delta"] >= 2 + 1
     throttled_reads = sim.calls["get_user"] - calls["get_user"] + sim.calls["users_delta"] - calls["users_delta"]
     assert throttled_reads >= 3 + len(users)
