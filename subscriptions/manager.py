@@ -22,8 +22,6 @@ with jittered exponential backoff.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from reactor import log
 from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
@@ -38,8 +37,6 @@ from reactor.graph.client import GraphClient
 from reactor.store.base import Store, SubscriptionRecord
 from reactor.times import parse_iso, to_iso
 from subscriptions.status import ResourceStatus, SubscriptionsStatus, publish
-
-log = logging.getLogger(__name__)
 
 CHANGE_TYPE = "updated,deleted"
 RESOURCES: tuple[str, ...] = ("users", "groups")
@@ -141,7 +138,7 @@ class SubscriptionManager:
                 await self._delete_remote(record.id)
                 await self.store.delete_subscription(record.id)
             except ReactorError as exc:
-                log.warning("subscriptions: could not delete duplicate %s yet: %s", record.id, exc)
+                log.event("subscription_duplicate_kept", level="warning", subscription_id=record.id, error=str(exc))
             else:
                 self._stale.remove(record)
 
@@ -168,7 +165,7 @@ class SubscriptionManager:
 
     async def gap(self, reason: str) -> None:
         """Changes may have been missed: tell the owner (it runs a reconcile)."""
-        log.warning("subscriptions: possible gap in notifications: %s", reason)
+        log.event("notification_gap", level="warning", reason=reason)
         if self.on_gap is not None:
             await self.on_gap(reason)
 
@@ -230,7 +227,7 @@ class SubscriptionManager:
                 and self.record_by_id(str(remote.get("id"))) is None
                 and not any(r.id == remote.get("id") for r in self._stale)
             ):
-                log.info("subscriptions: adopting %s (%s) by creating it again", remote.get("id"), resource)
+                log.event("subscription_adopting", subscription_id=remote.get("id"), resource=resource)
                 await self._delete_remote(str(remote["id"]))
                 adopted = True
         return adopted
@@ -264,7 +261,7 @@ class SubscriptionManager:
         record = await self._save(self._record_from(created, resource, client_state, now))
         health = self.health(resource)
         health.last_verified_at = now
-        log.info("subscriptions: %s subscribed as %s until %s", resource, record.id, to_iso(record.expires_at))
+        log.event("subscription_created", resource=resource, subscription_id=record.id, expires_at=to_iso(record.expires_at))
         if adopted and not health.gap_reason:
             health.gap_reason = f"adopted the {resource} subscription by creating it again"
         if health.gap_reason:
@@ -338,7 +335,9 @@ class SubscriptionManager:
             health.failures += 1
             health.last_error = str(exc)
             health.next_attempt_at = self.clock() + self.backoff.delay(health.failures)
-            log.warning("subscriptions: %s: %s (attempt %d failed)", resource, exc, health.failures)
+            log.event(
+                "subscription_attempt_failed", level="warning", resource=resource, error=str(exc), failures=health.failures
+            )
         else:
             health.failures = 0
             health.last_error = ""
@@ -497,11 +496,6 @@ class SubscriptionManager:
         return status
 
 
-def verify_client_state(record: SubscriptionRecord, client_state: object) -> bool:
-    """Constant-time check of a notification's ``clientState`` against our record."""
-    return isinstance(client_state, str) and hmac.compare_digest(client_state.encode(), record.client_state.encode())
-
-
 __all__: Sequence[str] = (
-    "CHANGE_TYPE", "RESOURCES", "RETRY_BACKOFF", "SubscriptionManager", "new_client_state", "verify_client_state",
+    "CHANGE_TYPE", "RESOURCES", "RETRY_BACKOFF", "SubscriptionManager", "new_client_state",
 )
