@@ -25,6 +25,7 @@ from reactor.sync.engine import SyncEngine
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
 from subscriptions.renewal import run_renewal
+from subscriptions.status import publish as publish_subscription_gauges
 
 
 @dataclass
@@ -157,7 +158,7 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
             return manager.status().as_dict()
 
         async def publish_expiry() -> None:
-            manager.status()  # sets the reactor_subscription_*expiry_seconds gauges
+            publish_subscription_gauges(manager.status())
 
         on_lifecycle = lifecycle
         checks["subscriptions"] = check_subscriptions

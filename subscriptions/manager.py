@@ -27,7 +27,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
 from reactor import log
 from reactor.backoff import Backoff
@@ -36,14 +35,9 @@ from reactor.errors import ConflictError, NotFoundError, PermanentError, Reactor
 from reactor.graph.client import GraphClient
 from reactor.store.base import Store, SubscriptionRecord
 from reactor.times import parse_iso, to_iso
-from subscriptions.status import ResourceStatus, SubscriptionsStatus, publish
-
-CHANGE_TYPE = "updated,deleted"
-RESOURCES: tuple[str, ...] = ("users", "groups")
-REAUTHORIZE_DEBOUNCE_SECONDS = 30.0
-"""A ``reauthorizationRequired`` this soon after a create, renewal or reauthorization was most likely
-sent before that call and is answered by it. Any later one is Graph asking for a reason, and a
-reauthorization is one cheap POST: seconds, not minutes."""
+from subscriptions.graph_api import SubscriptionsApi
+from subscriptions.policy import CHANGE_TYPE, RESOURCES, RETRY_BACKOFF, RenewalPolicy
+from subscriptions.status import ResourceStatus, SubscriptionsStatus
 
 OnGap = Callable[[str], Awaitable[None]]
 
@@ -61,10 +55,6 @@ class _Health:
     last_verified_at: float = 0.0
     gap_reason: str = ""
     """Why changes may have been missed; reported through ``on_gap`` once a subscription is live again."""
-
-
-RETRY_BACKOFF = Backoff(initial=30.0, maximum=900.0, jitter=0.5)
-"""Creation and renewal attempts that failed: 30 s doubling to 15 min, each between half and all of it."""
 
 
 @dataclass
@@ -93,6 +83,10 @@ class SubscriptionManager:
     _stale: list[SubscriptionRecord] = field(default_factory=list, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
+    def __post_init__(self) -> None:
+        self.api = SubscriptionsApi(self.client)
+        self.policy = RenewalPolicy(self.settings.subscriptions)
+
     # configuration ----------------------------------------------------------------------------------
     @property
     def resources(self) -> tuple[str, ...]:
@@ -108,7 +102,7 @@ class SubscriptionManager:
         return self.settings.server.lifecycle_url
 
     def _requested_expiry(self) -> float:
-        return self.clock() + self.settings.subscriptions.lifetime_minutes * 60.0
+        return self.policy.requested_expiry(self.clock())
 
     def _current(self, record: SubscriptionRecord) -> bool:
         return (
@@ -171,22 +165,11 @@ class SubscriptionManager:
 
     # Graph ------------------------------------------------------------------------------------------
     async def _delete_remote(self, subscription_id: str) -> bool:
-        """Delete a subscription on Graph; False when it was already gone."""
-        try:
-            await self.client.delete(f"subscriptions/{quote(subscription_id, safe='')}", operation="subscription_delete")
-        except NotFoundError:
-            return False
-        return True
+        return await self.api.delete(subscription_id)
 
     async def remote_subscriptions(self) -> list[dict[str, Any]]:
         """Every subscription of this app on Graph (all pages), ours and foreign."""
-        out: list[dict[str, Any]] = []
-        url: str | None = "subscriptions"
-        while url:
-            page = await self.client.get_json(url, operation="subscription_list")
-            out.extend(s for s in page.get("value", ()) if isinstance(s, dict))
-            url = page.get("@odata.nextLink")
-        return out
+        return await self.api.list()
 
     def _ours_on_graph(self, remote: dict[str, Any], resource: str) -> bool:
         return (
@@ -208,15 +191,10 @@ class SubscriptionManager:
         )
 
     async def _post(self, resource: str, client_state: str) -> dict[str, Any]:
-        body = {
-            "changeType": CHANGE_TYPE,
-            "notificationUrl": self.notification_url,
-            "lifecycleNotificationUrl": self.lifecycle_url,
-            "resource": resource,
-            "expirationDateTime": to_iso(self._requested_expiry()),
-            "clientState": client_state,
-        }
-        return await self.client.post_json("subscriptions", body, operation="subscription_create")
+        return await self.api.create(
+            resource=resource, change_type=CHANGE_TYPE, notification_url=self.notification_url,
+            lifecycle_url=self.lifecycle_url, expires=to_iso(self._requested_expiry()), client_state=client_state,
+        )
 
     async def _adopt_existing(self, resource: str) -> bool:
         """Delete subscriptions on Graph for our URL and ``resource`` that are not in our store; True if any."""
@@ -277,22 +255,14 @@ class SubscriptionManager:
         await self._forget(record)
         return await self._create(record.resource)
 
-    def lifetime(self, record: SubscriptionRecord) -> float:
-        """The lifetime Graph granted at the last create or renewal."""
-        return record.expires_at - max(record.created_at, record.last_renewed_at)
-
     def renew_at(self, record: SubscriptionRecord) -> float:
-        """When ``record`` becomes due: less than ``renew_when_remaining_share`` of its lifetime left."""
-        return record.expires_at - self.settings.subscriptions.renew_when_remaining_share * self.lifetime(record)
+        """When ``record`` becomes due (:meth:`RenewalPolicy.renew_at`)."""
+        return self.policy.renew_at(record)
 
     async def _renew(self, record: SubscriptionRecord) -> SubscriptionRecord:
         now = self.clock()
         try:
-            live = await self.client.patch_json(
-                f"subscriptions/{quote(record.id, safe='')}",
-                {"expirationDateTime": to_iso(self._requested_expiry())},
-                operation="subscription_renew",
-            )
+            live = await self.api.renew(record.id, to_iso(self._requested_expiry()))
         except NotFoundError:
             return await self._replace_gone(record, "was gone at renewal (404)")
         raw = live.get("expirationDateTime")
@@ -304,7 +274,7 @@ class SubscriptionManager:
         """Read the subscription back from Graph; recreate it when it is gone."""
         now = self.clock()
         try:
-            live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+            live = await self.api.get(record.id)
         except NotFoundError:
             return await self._replace_gone(record, "was gone (404)")
         self.health(record.resource).last_verified_at = now
@@ -367,7 +337,6 @@ class SubscriptionManager:
             for resource in self.resources:
                 if self.clock() >= self.health(resource).next_attempt_at:
                     await self._attempt(resource)
-            self.status()
         return self.next_due() - self.clock()
 
     def next_due(self) -> float:
@@ -384,23 +353,21 @@ class SubscriptionManager:
 
     async def reauthorize(self, subscription_id: str) -> str:
         """Answer ``reauthorizationRequired``: renew when due, else reauthorize; neither when the
-        subscription was created, renewed or reauthorized within :data:`REAUTHORIZE_DEBOUNCE_SECONDS`.
+        subscription was created, renewed or reauthorized within :data:`~subscriptions.policy.REAUTHORIZE_DEBOUNCE_SECONDS`.
         Returns what was done."""
         async with self._lock:
             record = self.record_by_id(subscription_id)
             if record is None:
                 return "ignored: not our subscription"
             now = self.clock()
-            last = max(record.last_renewed_at, record.last_reauthorized_at, record.created_at)
-            if now - last < REAUTHORIZE_DEBOUNCE_SECONDS:
-                return f"skipped: created, renewed or reauthorized {now - last:.0f} s ago"
+            since = self.policy.reauthorize_debounced(record, now)
+            if since is not None:
+                return f"skipped: created, renewed or reauthorized {since:.0f} s ago"
             if now >= self.renew_at(record):
                 await self._renew(record)
                 return "renewed"
             try:
-                await self.client.post_json(
-                    f"subscriptions/{quote(record.id, safe='')}/reauthorize", operation="subscription_reauthorize", retry=True
-                )
+                await self.api.reauthorize(record.id)
             except NotFoundError:
                 await self._replace_gone(record, "was gone at reauthorization (404)")
                 return "recreated"
@@ -451,7 +418,7 @@ class SubscriptionManager:
                 "renewAt": to_iso(self.renew_at(record)),
             }
             try:
-                live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+                live = await self.api.get(record.id)
             except NotFoundError:
                 row["live"] = False
             except ReactorError as exc:
@@ -464,7 +431,8 @@ class SubscriptionManager:
         return rows
 
     def status(self) -> SubscriptionsStatus:
-        """Per resource: subscription id, seconds to expiry and a degraded reason; updates the gauges."""
+        """Per resource: subscription id, seconds to expiry and a degraded reason (no side effect:
+        the caller publishes the gauges, :func:`subscriptions.status.publish`)."""
         now = self.clock()
         items: list[ResourceStatus] = []
         for resource in self.resources:
@@ -491,9 +459,7 @@ class SubscriptionManager:
                     failures=health.failures,
                 )
             )
-        status = SubscriptionsStatus(items)
-        publish(status)
-        return status
+        return SubscriptionsStatus(items)
 
 
 __all__: Sequence[str] = (

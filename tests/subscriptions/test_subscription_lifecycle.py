@@ -7,7 +7,8 @@ from typing import Any
 
 from graphsim import GraphSimulator
 from subscriptions.lifecycle import handle_lifecycle
-from subscriptions.manager import REAUTHORIZE_DEBOUNCE_SECONDS, SubscriptionManager
+from subscriptions.manager import SubscriptionManager
+from subscriptions.policy import REAUTHORIZE_DEBOUNCE_SECONDS
 from tests.support.eventually import eventually
 
 Factory = Callable[..., SubscriptionManager]
