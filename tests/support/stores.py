@@ -25,11 +25,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         yield f"sqlite:///{tmp_path / 'reactor.db'}"
         return
     cluster: Cluster = request.getfixturevalue("postgres_cluster")
-    name = await cluster.create_database()
-    try:
+    async with cluster.database() as name:
         yield cluster.url(name)
-    finally:
-        await cluster.drop_database(name)
 
 
 @pytest.fixture
