@@ -80,7 +80,7 @@ class Cluster:
             "-c max_connections=200",
         ]
         if not self.durable:
-            options += ["-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off"]
+            options += ["-c fsync=off", "-c full_page_writes=off"]
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
                   "-o", " ".join(options), "start")
 
