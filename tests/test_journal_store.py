@@ -20,6 +20,7 @@ import pytest
 
 from reactor.config import StoreSettings
 from reactor.errors import StoreError
+from reactor.metrics import REGISTRY
 from reactor.store import PostgresStore, SQLiteStore, Store, SubscriptionRecord, open_store
 from reactor.store.base import JournalItem
 from tests.support.eventually import eventually
@@ -78,10 +79,16 @@ def failing_job(store: Store) -> Awaitable[Any]:
     return store._run(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))
 
 
+def commits() -> float:
+    return REGISTRY.get_sample_value("reactor_journal_write_seconds_count") or 0.0
+
+
 async def test_appends_get_their_own_consecutive_numbers_and_payloads_back(any_store: Store) -> None:
     store = any_store
     batches = [items(f"b{k}", k + 1) for k in range(20)]
+    before = commits()
     seqs = await asyncio.gather(*(store.append(b) for b in batches))
+    assert commits() - before == 1, "twenty concurrent callers share one group commit"
     flat = [s for per_caller in seqs for s in per_caller]
     assert len(flat) == len(set(flat)) == sum(len(b) for b in batches)
     for per_caller in seqs:
