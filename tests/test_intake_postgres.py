@@ -25,6 +25,7 @@ TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
 STATE = "s3cr3t-client-state-0123456789abcdef"
 GUEST = "7c1f0e2a-51b4-4c1e-9d0a-2f6e8b3c4d5e"
+HYBRID = "0b9d8c7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e"
 
 
 def item(user: str) -> dict[str, object]:
@@ -97,9 +98,10 @@ async def test_202_only_after_the_commit_and_the_journal_survives_a_reopen(postg
 async def test_a_database_that_cannot_be_written_answers_503(postgres_cluster: Cluster, postgres_url: str) -> None:
     handler = Unreachable()
     async with serving(postgres_url, handler) as base, httpx.AsyncClient() as client:
-        ok = await client.post(f"{base}/notifications", json={"value": [item("u-before")]})
+        ok = await client.post(f"{base}/notifications", json={"value": [item(GUEST)]})
         assert ok.status_code == 202
+        await eventually(lambda: GUEST in handler.seen, "the first notification was journaled and dispatched")
         await postgres_cluster.drop_database(postgres_url.rsplit("/", 1)[1])
-        refused = await client.post(f"{base}/notifications", json={"value": [item("u-after")]})
+        refused = await client.post(f"{base}/notifications", json={"value": [item(HYBRID)]})
         assert refused.status_code == 503
         assert refused.text == "journal unavailable, retry later"
