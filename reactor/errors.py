@@ -8,7 +8,7 @@
     │   └── NotFoundError       the remote object is gone (404)
     ├── ConflictError           the remote already has it (409): look up and adopt
     ├── DeltaTokenExpired       a stored delta link is no longer accepted: start a full sync
-    └── StoreError              the embedded store could not read or write
+    └── StoreError              the store (SQLite or PostgreSQL) could not read or write
 
 Code that talks to Graph or AskCody maps every failure into this tree, so that the retry policy
 (``reactor.retry``) and the dead-letter decision look at one type, never at a status code. HTTP
@@ -68,7 +68,7 @@ class DeltaTokenExpired(ReactorError):
 
 
 class StoreError(ReactorError):
-    """The embedded store failed."""
+    """The store failed (its message names no secret)."""
 
 
 def error_for_status(

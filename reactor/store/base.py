@@ -1,7 +1,8 @@
 """The store interface: every piece of durable state goes through it, no SQL elsewhere.
 
-SQLite (``reactor.store.sqlite``) is the embedded default; a PostgreSQL store can implement the same
-protocol later. Every method is a coroutine: implementations may run blocking I/O off the event loop.
+SQLite (``reactor.store.sqlite``) is the embedded default; PostgreSQL (``reactor.store.postgres``)
+implements the same protocol with the same behaviour (contract tests run on both). Every method is a
+coroutine: implementations may run blocking I/O off the event loop.
 """
 
 from __future__ import annotations
