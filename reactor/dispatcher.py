@@ -28,7 +28,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from reactor import log
 from reactor.backoff import Backoff
@@ -36,7 +36,7 @@ from reactor.config import SyncSettings
 from reactor.domain.work import Handler, WorkUnit
 from reactor.errors import StoreError, TransientError
 from reactor.metrics import DEAD_LETTERED, OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
-from reactor.store.base import JournalEntry, Store
+from reactor.store.base import DeadLetters, Journal, JournalEntry
 
 Key = tuple[str, str]
 
@@ -48,6 +48,11 @@ RETRIED_WITHOUT_LIMIT: tuple[type[BaseException], ...] = (TransientError, StoreE
 
 ERROR_TEXT_LIMIT = 500
 """The longest error text kept in a dead letter (an exception may quote a whole reply)."""
+
+
+
+class DispatcherStore(Journal, DeadLetters, Protocol):
+    """What the dispatcher needs of the store: the journal, and the dead letters for units that fail for good."""
 
 
 class _Pending:
@@ -66,7 +71,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: DispatcherStore,
         handler: Handler,
         *,
         workers: int = 4,

@@ -33,7 +33,7 @@ from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
-from reactor.store.base import Store, SubscriptionRecord
+from reactor.store.base import SubscriptionRecord, Subscriptions
 from reactor.times import parse_iso, to_iso
 from subscriptions.graph_api import SubscriptionsApi
 from subscriptions.policy import CHANGE_TYPE, RESOURCES, RETRY_BACKOFF, RenewalPolicy
@@ -68,7 +68,7 @@ class SubscriptionManager:
     """
 
     client: GraphClient
-    store: Store
+    store: Subscriptions
     settings: Settings
     clock: Callable[[], float] = time.time
     on_gap: OnGap | None = None

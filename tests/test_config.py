@@ -173,3 +173,11 @@ def test_a_url_that_is_not_http_is_named_without_its_credentials(tmp_path: Path)
     with pytest.raises(ConfigurationError, match=r"askcody\.scim_url is not a valid http") as caught:
         load(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", url)), env={})
     assert "Pa55-w0rd" not in str(caught.value) and "query-secret-xyz" not in str(caught.value)
+
+
+def test_settings_never_show_a_store_password_written_in_the_url() -> None:
+    from reactor.config import Settings, StoreSettings
+
+    store = StoreSettings(url="postgresql://reactor:s3cr3t-pw@db.internal:5432/reactor?sslmode=require")
+    for text in (repr(store), str(store), repr(Settings(store=store))):
+        assert "s3cr3t-pw" not in text and "db.internal" in text, text
