@@ -263,6 +263,7 @@ class Service:
                 {"id": r.id, "resource": r.resource, "expires_at": r.expires_at,
                  "expires_in_seconds": round(r.expires_at - now)}
                 for r in await self.store.subscriptions()
+                if not r.pending
             ],
             "recent_changes": [c.__dict__ for c in await self.store.recent_changes(30)],
             "dead_letters": [

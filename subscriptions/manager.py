@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,11 +34,14 @@ from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
-from reactor.store.base import SubscriptionRecord, Subscriptions
+from reactor.store.base import PENDING_PREFIX, SubscriptionRecord, Subscriptions
 from reactor.times import parse_iso, to_iso
 from subscriptions.graph_api import SubscriptionsApi
 from subscriptions.policy import CHANGE_TYPE, RESOURCES, RETRY_BACKOFF, RenewalPolicy
 from subscriptions.status import ResourceStatus, SubscriptionsStatus
+
+PENDING_TTL_SECONDS = 600.0
+"""A pending record (a create in progress) older than this is left over from a crash and removed."""
 
 OnGap = Callable[[str], Awaitable[None]]
 
@@ -121,6 +125,12 @@ class SubscriptionManager:
         self._records.clear()
         self._stale.clear()
         for record in sorted(await self.store.subscriptions(), key=lambda r: max(r.created_at, r.last_renewed_at)):
+            if record.pending:
+                # Left by a create that did not finish (a crash between the POST and its answer): the
+                # subscription, if Graph made it, is found and adopted by the next create.
+                if self.clock() - record.created_at > PENDING_TTL_SECONDS:
+                    await self.store.delete_subscription(record.id)
+                continue
             previous = self._records.get(record.resource)
             if previous is not None:
                 self._stale.append(previous)
@@ -217,6 +227,21 @@ class SubscriptionManager:
         adopted = await self._adopt_existing(resource)
         client_state = self.client_state_factory()
         now = self.clock()
+        # Stored before the POST: Graph may deliver before its 201 reaches us (or before the record
+        # below is written, or before another replica has read it), and the intake of every replica
+        # accepts an item whose clientState is pending.
+        pending = SubscriptionRecord(
+            id=f"{PENDING_PREFIX}{resource}:{uuid.uuid4()}", resource=resource, change_type=CHANGE_TYPE,
+            notification_url=self.notification_url, lifecycle_url=self.lifecycle_url, client_state=client_state,
+            expires_at=now + PENDING_TTL_SECONDS, created_at=now,
+        )
+        await self.store.save_subscription(pending)
+        try:
+            return await self._create_with(resource, client_state, now, adopted)
+        finally:
+            await self.store.delete_subscription(pending.id)
+
+    async def _create_with(self, resource: str, client_state: str, now: float, adopted: bool) -> SubscriptionRecord:
         try:
             created = await self._post(resource, client_state)
         except ConflictError:
@@ -396,7 +421,8 @@ class SubscriptionManager:
         async with self._lock:
             deleted: list[str] = []
             for record in await self.store.subscriptions():
-                await self._delete_remote(record.id)
+                if not record.pending:
+                    await self._delete_remote(record.id)
                 await self.store.delete_subscription(record.id)
                 self._records.pop(record.resource, None)
                 deleted.append(record.id)
@@ -407,6 +433,8 @@ class SubscriptionManager:
         now = self.clock()
         rows: list[dict[str, Any]] = []
         for record in await self.store.subscriptions():
+            if record.pending:
+                continue
             row: dict[str, Any] = {
                 "id": record.id,
                 "resource": record.resource,

@@ -37,6 +37,9 @@ class JournalEntry(JournalItem):
     seq: int = 0
 
 
+PENDING_PREFIX = "pending:"
+
+
 @dataclass(frozen=True)
 class SubscriptionRecord:
     """A Graph subscription this reactor owns. ``expires_at`` is the one Graph returned (epoch seconds)."""
@@ -51,6 +54,12 @@ class SubscriptionRecord:
     created_at: float
     last_renewed_at: float = 0.0
     last_reauthorized_at: float = 0.0
+
+    @property
+    def pending(self) -> bool:
+        """A subscription being created: its clientState is stored before the POST to Graph, under an
+        id of :data:`PENDING_PREFIX` + a random part, and replaced by the real record after the 201."""
+        return self.id.startswith(PENDING_PREFIX)
 
 
 @dataclass(frozen=True)

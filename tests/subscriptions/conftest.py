@@ -5,7 +5,7 @@ manager, the simulator over real HTTP, a real Starlette receiver answering the v
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -47,12 +47,15 @@ class Receiver:
 
     def __init__(self) -> None:
         self.healthy = True
+        self.on_handshake: Callable[[], Awaitable[None]] | None = None
         self.items: dict[str, list[dict[str, Any]]] = {"notifications": [], "lifecycle": []}
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
 
     async def handle(self, request: Request) -> Response:
         token = request.query_params.get("validationToken")
         if token is not None:
+            if self.on_handshake is not None:
+                await self.on_handshake()  # runs while Graph's POST /subscriptions waits for this answer
             return PlainTextResponse(token) if self.healthy else Response(status_code=503)
         body = await request.json()
         self.items.setdefault(request.url.path.strip("/"), []).extend(body.get("value", []))

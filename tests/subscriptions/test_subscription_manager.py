@@ -12,10 +12,12 @@ from reactor.config import ServerSettings, Settings
 from reactor.errors import TransientError
 from reactor.graph.client import GraphClient
 from reactor.metrics import REGISTRY
+from reactor.store.base import SubscriptionRecord
 from reactor.store.sqlite import SQLiteStore
 from reactor.times import parse_iso
 from subscriptions.manager import CHANGE_TYPE, SubscriptionManager
 from subscriptions.status import publish
+from tests.subscriptions.conftest import Clock, Receiver
 
 Factory = Callable[..., SubscriptionManager]
 
@@ -357,3 +359,42 @@ async def test_a_duplicate_record_in_the_store_is_cleaned_up(
     assert (await manager.ensure()).ok
     assert {r.id for r in await store.subscriptions()} == {current.id, first.record("groups").id}  # type: ignore[union-attr]
     assert sim.calls["create_subscription"] == 2
+
+
+async def test_the_client_state_is_stored_as_pending_before_graph_is_asked(
+    make_manager: Callable[..., SubscriptionManager], receiver: Receiver, store: SQLiteStore
+) -> None:
+    """Graph may deliver notifications before its 201 reaches us: while the POST is in flight (Graph
+    validating our endpoint), every replica's store already holds the clientState, as pending."""
+    seen: list[list[SubscriptionRecord]] = []
+
+    async def during_the_post() -> None:
+        seen.append(await store.subscriptions())
+
+    receiver.on_handshake = during_the_post
+    manager = make_manager()
+    await manager.load()
+    await manager.ensure()
+    assert len(seen) == 4  # notification and lifecycle URLs, for users and for groups
+    for records in seen:
+        pending = [r for r in records if r.pending]
+        assert len(pending) == 1, records
+        assert pending[0].client_state in {r.client_state for r in await store.subscriptions()}
+    after = await store.subscriptions()
+    assert sorted(r.resource for r in after) == ["groups", "users"] and not any(r.pending for r in after)
+
+
+async def test_a_pending_record_left_by_a_crash_is_ignored_and_later_removed(
+    make_manager: Callable[..., SubscriptionManager], store: SQLiteStore, clock: Clock
+) -> None:
+    await store.save_subscription(SubscriptionRecord(
+        "pending:users:left-over", "users", "updated,deleted", "https://x/n", "https://x/l", "s" * 43,
+        clock() + 600, clock(),
+    ))
+    manager = make_manager()
+    await manager.load()
+    assert manager.record("users") is None
+    assert any(r.pending for r in await store.subscriptions())
+    clock.advance(601)
+    await manager.load()
+    assert not any(r.pending for r in await store.subscriptions())
