@@ -48,6 +48,7 @@ from reactor.graph.client import GraphClient  # noqa: E402
 from reactor.graph.reader import GraphReader  # noqa: E402
 from reactor.ratelimit import TokenBucket  # noqa: E402
 from reactor.store import SQLiteStore  # noqa: E402
+from tests.support.eventually import eventually  # noqa: E402
 from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy  # noqa: E402
 from tests.support.scim_server import scim_server  # noqa: E402
 
@@ -110,28 +111,31 @@ def upstream_timer(proxy: FaultProxy) -> defaultdict[str, float]:
     return spent
 
 
-async def wait_for(check: Callable[[], bool], timeout: float, what: str, progress: Callable[[], str] | None = None) -> bool:
-    """Poll ``check`` until it holds (True) or ``timeout`` passes (False); print ``progress()`` every 30 s."""
-    started = time.monotonic()
-    shown = started
-    while not check():
+def showing_progress(check: Callable[[], bool], progress: Callable[[], str], every: float = 30.0) -> Callable[[], bool]:
+    """``check``, printing ``progress()`` to stderr every ``every`` seconds while it does not hold."""
+    started = shown = time.monotonic()
+
+    def checked() -> bool:
+        nonlocal shown
+        if check():
+            return True
         now = time.monotonic()
-        if now - started > timeout:
-            print(f"    {what} not reached within {timeout:.0f} s", flush=True)
-            return False
-        if progress is not None and now - shown >= 30:
+        if now - shown >= every:
             shown = now
             print(f"    ... {now - started:6.0f} s: {progress()}", file=sys.stderr, flush=True)
-        await asyncio.sleep(0.2)
-    return True
+        return False
+
+    return checked
 
 
 async def bulk_add(n: int, rate: float, limit: float, timeout: float | None) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         async with bulk_stack(n, rate, limit, Path(tmp_s)) as (stack, proxy, server, group, users):
             sim = stack.sim
-            await wait_for(lambda: len(sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None, 60, "start-up")
-            await wait_for(lambda: stack.service.dispatcher.depth == 0, 60, "start-up reconcile")
+            await eventually(
+                lambda: len(sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None, "start-up", 60, 0.2
+            )
+            await eventually(lambda: stack.service.dispatcher.depth == 0, "start-up reconcile", 60, 0.2)
             requests_before, faulted_before, calls_before = proxy.requests.copy(), sum(proxy.faulted.values()), sim.calls.copy()
             upstream = upstream_timer(proxy)
 
@@ -147,9 +151,15 @@ async def bulk_add(n: int, rate: float, limit: float, timeout: float | None) -> 
             for uid in users:
                 sim.add_member(group, uid)
             limit_s = timeout if timeout is not None else n / rate * 20 + 300
-            complete = await wait_for(
-                lambda: members() == n and stack.service.dispatcher.depth == 0, limit_s, "all members", progress
-            )
+            complete = True
+            try:
+                await eventually(
+                    showing_progress(lambda: members() == n and stack.service.dispatcher.depth == 0, progress),
+                    "all members", limit_s, 0.2, detail=progress,
+                )
+            except AssertionError as exc:
+                print(f"    {exc}", flush=True)
+                complete = False
             wall, cpu = time.monotonic() - started, time.process_time() - cpu
             done = members()
 

@@ -52,7 +52,6 @@ class Receiver:
         self.raw_queries: list[str] = []
         self.batches: list[list[dict[str, Any]]] = []
         self.lifecycle: list[dict[str, Any]] = []
-        self._arrived = asyncio.Event()
         self.release = asyncio.Event()
         """Set on teardown so that hanging handshakes end."""
         self.app = Starlette(
@@ -86,22 +85,13 @@ class Receiver:
             return Response(status_code=500)
         if self.status < 300:
             self.batches.append(orjson.loads(await request.body())["value"])
-            self._arrived.set()
         return Response(status_code=self.status)
 
     async def _lifecycle(self, request: Request) -> Response:
         if "validationToken" in request.query_params:
             return await self._validate(request)
         self.lifecycle.extend(orjson.loads(await request.body())["value"])
-        self._arrived.set()
         return Response(status_code=202)
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait (no sleeping) until ``predicate()`` holds after a post arrived; TimeoutError otherwise."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._arrived.clear()
-                await self._arrived.wait()
 
 
 @pytest.fixture

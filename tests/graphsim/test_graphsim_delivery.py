@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from graphsim import GraphSimulator
+from tests.support.eventually import eventually
 
 if TYPE_CHECKING:
     from conftest import ManualClock, Receiver, Subscribe
@@ -19,7 +20,7 @@ async def test_user_changes_are_delivered_batched_with_client_state(
 ) -> None:
     sub_id = await subscribed(subscribe, "users")
     ids = [sim.add_user(user_principal_name=f"u{i}@x.test") for i in range(5)]
-    await receiver.wait_for(lambda: len(receiver.items) == 5)
+    await eventually(lambda: len(receiver.items) == 5, "5 notifications delivered", 5)
     assert len(receiver.batches) == 1
     item = receiver.items[0]
     assert item["subscriptionId"] == sub_id

@@ -8,6 +8,7 @@ import httpx
 
 from graphsim import GraphSimulator
 from graphsim.timestamps import parse_iso, to_iso
+from tests.support.eventually import eventually
 
 if TYPE_CHECKING:
     from conftest import ManualClock, Receiver, Subscribe
@@ -109,7 +110,7 @@ async def test_removed_subscription_renews_404_and_lifecycle_is_sent(
     sim.remove_subscription(sub_id, notify=True)
     response = await graph.patch(f"/subscriptions/{sub_id}", json={"expirationDateTime": to_iso(clock() + 86400)})
     assert response.status_code == 404
-    await receiver.wait_for(lambda: len(receiver.lifecycle) == 1)
+    await eventually(lambda: len(receiver.lifecycle) == 1, "the lifecycle event delivered", 5)
     event = receiver.lifecycle[0]
     assert event["lifecycleEvent"] == "subscriptionRemoved"
     assert event["clientState"] == "s3cret"

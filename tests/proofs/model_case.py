@@ -21,6 +21,7 @@ from reactor import retry
 from reactor.demo.stack import Stack, local_stack
 from reactor.store.base import JournalItem
 from tests.proofs.entra_ops import Op, TenantDriver, random_ops
+from tests.support.eventually import eventually
 from tests.support.expected import Oracle, describe, diff, read_askcody, rules_from
 from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
 from tests.support.scim_server import build_application
@@ -148,14 +149,6 @@ async def quiesce(stack: Stack, timeout: float = 60.0) -> None:
             raise TimeoutError(f"no quiescence within {timeout} s")
 
 
-async def _wait_subscribed(stack: Stack, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(stack.sim.subscriptions) < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the reactor did not subscribe")
-        await asyncio.sleep(0.02)
-
-
 async def run_case(case: Case, workdir: Path) -> CaseResult:
     """Run ``case`` against a fresh stack in ``workdir``; report what differs from the oracle at quiescence."""
     with retry.testing():
@@ -189,7 +182,7 @@ async def _play(
     rng: random.Random,
 ) -> CaseResult:
     sim = stack.sim
-    await _wait_subscribed(stack)
+    await eventually(lambda: len(sim.subscriptions) >= 2, "the reactor subscribes", 15)
     await quiesce(stack)
     start = oracle.expected(sim)
     problems = diff(start, await read_askcody(scim_url, token))

@@ -29,6 +29,7 @@ import aiohttp
 from graphsim import GraphSimulator
 from graphsim.server import serving
 from tests.proofs.entra_ops import TenantDriver, random_ops
+from tests.support.eventually import eventually
 from tests.support.expected import Oracle, describe, diff, read_askcody, rules_from
 from tests.support.faultproxy import FaultProxy
 from tests.support.reactor_proc import ReactorProcess, write_config
@@ -146,6 +147,10 @@ class Rig:
     def log_text(self) -> str:
         return self.reactor.log.read_text(errors="replace") if self.reactor.log.exists() else ""
 
+    def log_tail(self) -> str:
+        """The end of the reactor's log, for a failure message."""
+        return f"--- reactor log ---\n{self.log_text()[-3000:]}"
+
     # AskCody and the oracle ------------------------------------------------------------------
     @property
     def scim_token(self) -> str:
@@ -159,14 +164,15 @@ class Rig:
         On timeout: AssertionError with the differences and the end of the reactor's log."""
         started = time.monotonic()
         problems: list[str] = []
-        while time.monotonic() - started < timeout:
+
+        async def converged() -> bool:
+            nonlocal problems
             problems = await self.problems()
-            if not problems:
-                self.oracle.passed(self.oracle.expected(self.sim))
-                return time.monotonic() - started
-            await asyncio.sleep(0.2)
-        tail = self.log_text()[-3000:]
-        raise AssertionError(f"no convergence within {timeout} s: {describe(problems)}\n--- reactor log ---\n{tail}")
+            return not problems
+
+        await eventually(converged, "convergence", timeout, 0.2, detail=lambda: f"{describe(problems)}\n{self.log_tail()}")
+        self.oracle.passed(self.oracle.expected(self.sim))
+        return time.monotonic() - started
 
     async def lost(self, timeout: float) -> tuple[int, float | None]:
         """Like :meth:`converge` but for reports: (differences left, seconds or None); the
@@ -222,18 +228,6 @@ class Rig:
         return int(self._query("SELECT COUNT(*) FROM journal")[0][0])
 
     # misc ------------------------------------------------------------------------------------
-    async def wait_for(self, check: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n--- reactor log ---\n{self.log_text()[-3000:]}")
-            await asyncio.sleep(0.05)
-
     async def burst(self, ops: int, *, pause: float = 0.03, on_step: Callable[[int], Awaitable[None]] | None = None) -> int:
         """Apply ``ops`` random Entra operations, ``pause`` seconds apart at most; returns how many applied."""
         applied = 0
@@ -318,7 +312,9 @@ async def process_rig(
                 try:
                     if start:
                         await rig.start()
-                        await rig.wait_for(lambda: len(sim.subscriptions) == 2, 30, "the reactor subscribes")
+                        await eventually(
+                            lambda: len(sim.subscriptions) == 2, "the reactor subscribes", 30, 0.05, detail=rig.log_tail
+                        )
                         await rig.converge(converge_timeout)
                     yield rig
                 finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.proofs.proof_rig import Rig, process_rig
+from tests.support.eventually import eventually
 from tests.support.reactor_proc import ReactorProcess, write_config
 from tests.support.servers import free_port
 
@@ -75,14 +76,15 @@ async def test_no_secret_is_ever_printed_or_logged(tmp_path: Path) -> None:
         rig.scim_app.bearer_tokens.clear()
         rig.scim_app.bearer_tokens.add("another-token")  # AskCody refuses ours: 401
         rig.driver.new_user([next(iter(rig.groups))])
-        await rig.wait_for(lambda: ": 401" in rig.log_text(), 30, "AskCody answers 401")
+        await eventually(lambda: ": 401" in rig.log_text(), "AskCody answers 401", 30, 0.05, detail=rig.log_tail)
         rig.scim_app.bearer_tokens.clear()
         rig.scim_app.bearer_tokens.update(tokens)
 
         real = rig.sim.token
         rig.sim.token = "another-token"  # Graph refuses our token: 401
         await rig.burst(3)
-        await rig.wait_for(lambda: any(c.status == 401 for c in rig.graph_log.calls), 30, "Graph answers 401")
+        await eventually(lambda: any(c.status == 401 for c in rig.graph_log.calls), "Graph answers 401", 30, 0.05,
+                         detail=rig.log_tail)
         rig.sim.token = real
 
         async with rig.proxy_down():  # AskCody down: connection refused

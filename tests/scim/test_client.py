@@ -10,7 +10,7 @@ import pytest
 
 from reactor.config import AskCodySettings
 from reactor.domain.model import UserAttributes
-from reactor.errors import NotFoundError
+from reactor.errors import NotFoundError, TransientError
 from reactor.metrics import REGISTRY
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
@@ -18,6 +18,7 @@ from reactor.scim.resources import CORE_USER, ENTERPRISE_USER
 from reactor.sync.apply import adopt
 from tests.support.faultproxy import fault_proxy
 from tests.support.scim_server import ScimServer
+from tests.support.servers import free_port
 
 UID = "11111111-1111-1111-1111-111111111111"
 GID = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -50,8 +51,43 @@ def users(server: ScimServer) -> list[Any]:
     return server.resources("User")
 
 
-async def test_ping(client: AskCodyClient) -> None:
-    await client.ping()
+async def test_ping_asks_for_a_user_that_does_not_exist_and_changes_nothing(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    async with fault_proxy(server.url) as proxy:
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            await client.ping()
+            await client.ping()
+    assert [(r.method, r.path) for r in proxy.log] == [("GET", "/Users")] * 2
+    assert all(r.query.startswith("filter=userName") for r in proxy.log)
+    assert users(server) == []
+
+
+async def test_ping_against_a_closed_port_fails_at_once_with_a_transient_error(
+    settings_for: Callable[..., AskCodySettings]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/scim/v2"  # nothing listens there
+    labels = {"method": "GET", "outcome": "connection_error"}
+    before = REGISTRY.get_sample_value("reactor_scim_requests_total", labels) or 0.0
+    async with AskCodyClient(settings_for(url, "closed-port-token")) as client:
+        with pytest.raises(TransientError) as info:
+            await client.ping()
+    assert str(info.value).startswith("GET /Users: ")
+    assert (REGISTRY.get_sample_value("reactor_scim_requests_total", labels) or 0.0) - before == 1  # not retried
+    assert "closed-port-token" not in str(info.value)
+
+
+async def test_ping_answered_401_fails_once_with_a_scim_error_naming_the_status(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    async with fault_proxy(server.url) as proxy:
+        proxy.fail(401, detail="the token has expired")
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            with pytest.raises(ScimError) as info:
+                await client.ping()
+    assert info.value.status == 401
+    assert "401" in str(info.value) and server.token not in str(info.value)
+    assert proxy.count("GET", "/Users") == 1  # a readiness probe is not retried
 
 
 async def test_ping_with_a_wrong_token_is_refused_without_leaking_it(

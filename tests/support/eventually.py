@@ -10,8 +10,18 @@ from collections.abc import Awaitable, Callable
 Check = Callable[[], Awaitable[bool]] | Callable[[], bool]
 
 
-async def eventually(check: Check, what: str = "the expected state", timeout: float = 15.0, interval: float = 0.02) -> None:
-    """Poll ``check`` (plain or async) until it holds; fail naming ``what`` after ``timeout`` seconds."""
+async def eventually(
+    check: Check,
+    what: str = "the expected state",
+    timeout: float = 15.0,
+    interval: float = 0.02,
+    *,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``check`` (plain or async) until it holds; fail naming ``what`` after ``timeout`` seconds.
+
+    ``detail`` is called only on failure; what it returns (a log tail, a progress line) follows the
+    message, so that a failure shows the state it ended in."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -20,5 +30,6 @@ async def eventually(check: Check, what: str = "the expected state", timeout: fl
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
+            message = f"not within {timeout} s: {what}"
+            raise AssertionError(f"{message}\n{detail()}" if detail is not None else message)
         await asyncio.sleep(interval)
