@@ -26,6 +26,7 @@ _USER_MODELLED = (
     "createdDateTime",
     "deletedDateTime",
     "userType",
+    "onPremisesSyncEnabled",
 )
 _USER_NULL = (
     "jobTitle",
@@ -37,7 +38,6 @@ _USER_NULL = (
     "employeeId",
     "employeeType",
     "onPremisesImmutableId",
-    "onPremisesSyncEnabled",
     "onPremisesSamAccountName",
     "usageLocation",
     "city",
@@ -135,7 +135,9 @@ def _user_value(user: User, name: str) -> Any:
         case "deletedDateTime":
             return None if user.deleted_at is None else to_iso(user.deleted_at)
         case "userType":
-            return "Member"
+            return user.user_type
+        case "onPremisesSyncEnabled":
+            return user.on_premises_sync_enabled
     if name in _USER_LISTS:
         return []
     if name.startswith("extension_"):

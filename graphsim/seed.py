@@ -30,6 +30,8 @@ _USER_ALIASES = {
     "employeeOrgData": "employee_org_data",
     "extensionAttributes": "extension_attributes",
     "onPremisesExtensionAttributes": "extension_attributes",
+    "userType": "user_type",
+    "onPremisesSyncEnabled": "on_premises_sync_enabled",
 }
 _GROUP_ALIASES = {"displayName": "display_name", "securityEnabled": "security_enabled"}
 

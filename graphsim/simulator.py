@@ -65,7 +65,8 @@ class GraphSimulator:
     def add_user(self, *, user_principal_name: str, id: str | None = None, **fields: Any) -> str:
         """Create a user; returns its id. Fields: display_name, given_name, surname, mail, account_enabled,
         employee_org_data ``{"costCenter", "division"}``, extension_attributes ``{1: "v"}``,
-        extensions ``{"extension_<32hex>_<name>": v}``."""
+        extensions ``{"extension_<32hex>_<name>": v}``, user_type (``"Member"``/``"Guest"``),
+        on_premises_sync_enabled."""
         return self.tenant.add_user(user_principal_name=user_principal_name, id=id, **fields)
 
     def update_user(self, user_id: str, **changes: Any) -> None:
@@ -112,7 +113,7 @@ class GraphSimulator:
             return None
         select = user_select(
             ["userPrincipalName", "displayName", "givenName", "surname", "mail", "accountEnabled",
-             "employeeOrgData", "onPremisesExtensionAttributes", *user.extensions]
+             "employeeOrgData", "onPremisesExtensionAttributes", "userType", "onPremisesSyncEnabled", *user.extensions]
         )
         return render_user(user, select)
 

@@ -38,8 +38,11 @@ USER_FIELDS = frozenset(
         "employee_org_data",
         "extension_attributes",
         "extensions",
+        "user_type",
+        "on_premises_sync_enabled",
     }
 )
+USER_TYPES = frozenset({"Member", "Guest"})
 GROUP_FIELDS = frozenset({"display_name", "security_enabled", "description"})
 
 
@@ -72,6 +75,10 @@ class User:
     employee_org_data: dict[str, str | None] | None = None
     extension_attributes: dict[int, str] = field(default_factory=dict)
     extensions: dict[str, Any] = field(default_factory=dict)
+    user_type: str = "Member"
+    """``Member``, or ``Guest`` for an invited external user (UPN ``…#EXT#@<tenant>``)."""
+    on_premises_sync_enabled: bool | None = None
+    """True for a hybrid user synced from on-premises AD; None for a cloud-only one (as Graph says)."""
     created_at: float = 0.0
     deleted_at: float | None = None
 
@@ -109,6 +116,12 @@ def _org_data(value: Mapping[str, Any] | None) -> dict[str, str | None] | None:
     if unknown:
         raise ValueError(f"employee_org_data knows only costCenter and division, not {sorted(unknown)}")
     return {key: value.get(key) for key in ("costCenter", "division")}
+
+
+def _user_type(value: Any) -> str:
+    if value not in USER_TYPES:
+        raise ValueError(f"user_type must be one of {sorted(USER_TYPES)}, not {value!r}")
+    return str(value)
 
 
 def _merge_extension_attributes(current: dict[int, str], value: Mapping[Any, Any] | None) -> dict[int, str]:
@@ -226,6 +239,8 @@ class Tenant:
         employee_org_data: Mapping[str, Any] | None = None,
         extension_attributes: Mapping[Any, Any] | None = None,
         extensions: Mapping[str, Any] | None = None,
+        user_type: str = "Member",
+        on_premises_sync_enabled: bool | None = None,
         id: str | None = None,
     ) -> str:
         user_id = _guid(id)
@@ -245,6 +260,8 @@ class Tenant:
             employee_org_data=_org_data(employee_org_data),
             extension_attributes=_merge_extension_attributes({}, extension_attributes),
             extensions=_merge_extensions({}, extensions),
+            user_type=_user_type(user_type),
+            on_premises_sync_enabled=on_premises_sync_enabled,
             created_at=self.clock(),
         )
         self._by_upn[user_principal_name.lower()] = user_id
@@ -276,6 +293,8 @@ class Tenant:
                 user.extensions = _merge_extensions(user.extensions, value)
             elif name == "account_enabled":
                 user.account_enabled = bool(value)
+            elif name == "user_type":
+                user.user_type = _user_type(value)
             else:
                 setattr(user, name, value)
         self._record("user", user.id)

@@ -138,6 +138,10 @@ def _serve(args: argparse.Namespace) -> int:
         from reactor.wiring import build_service
 
         service = build_service(settings, store).service
-    log.event("serve", host=settings.server.host, port=settings.server.port, pid=os.getpid())
+    log.event(
+        "serve", host=settings.server.host, port=settings.server.port, admin_host=settings.server.admin_host,
+        admin_port=settings.server.admin_port, store=settings.store.url.split(":", 1)[0],
+        graph_credential=settings.graph.credential_kind, pid=os.getpid(),
+    )
     run(create_app(service), settings)
     return EXIT_OK

@@ -98,6 +98,13 @@ class StoreSettings:
         """The file path of a ``sqlite:///`` URL (``:memory:`` allowed)."""
         return sqlite_path(self.url)
 
+    def __repr__(self) -> str:
+        # A password may be written in the URL: never show it, whoever prints the settings.
+        return (
+            f"StoreSettings(url={redact_url(self.url)!r}, password={self.password!r}, "
+            f"lease_seconds={self.lease_seconds!r}, audit_retention_days={self.audit_retention_days!r})"
+        )
+
 
 @dataclass(frozen=True)
 class SyncSettings:

@@ -28,14 +28,15 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from reactor import log
+from reactor.backoff import Backoff
 from reactor.config import SyncSettings
 from reactor.domain.work import Handler, WorkUnit
 from reactor.errors import StoreError, TransientError
 from reactor.metrics import DEAD_LETTERED, OLDEST_PENDING_AGE, QUEUE_DEPTH, WORKERS_BUSY
-from reactor.store.base import JournalEntry, Store
+from reactor.store.base import DeadLetters, Journal, JournalEntry
 
 Key = tuple[str, str]
 
@@ -47,6 +48,11 @@ RETRIED_WITHOUT_LIMIT: tuple[type[BaseException], ...] = (TransientError, StoreE
 
 ERROR_TEXT_LIMIT = 500
 """The longest error text kept in a dead letter (an exception may quote a whole reply)."""
+
+
+
+class DispatcherStore(Journal, DeadLetters, Protocol):
+    """What the dispatcher needs of the store: the journal, and the dead letters for units that fail for good."""
 
 
 class _Pending:
@@ -65,7 +71,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: DispatcherStore,
         handler: Handler,
         *,
         workers: int = 4,
@@ -349,7 +355,7 @@ class Dispatcher:
                 p.early = False
             else:
                 p.failures += 1
-                p.not_before = self.clock() + min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (p.failures - 1))
+                p.not_before = self.clock() + Backoff(self.retry_base_seconds, self.retry_max_seconds).delay(p.failures)
                 if k[0] not in self.batch_kinds:
                     heapq.heappush(self._delayed, (p.not_before, k))
             if not p.entries:

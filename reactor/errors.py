@@ -8,13 +8,16 @@
     │   └── NotFoundError       the remote object is gone (404)
     ├── ConflictError           the remote already has it (409): look up and adopt
     ├── DeltaTokenExpired       a stored delta link is no longer accepted: start a full sync
-    └── StoreError              the embedded store could not read or write
+    └── StoreError              the store (SQLite or PostgreSQL) could not read or write
 
 Code that talks to Graph or AskCody maps every failure into this tree, so that the retry policy
-(``reactor.retry``) and the dead-letter decision look at one type, never at a status code.
+(``reactor.retry``) and the dead-letter decision look at one type, never at a status code. HTTP
+answers are mapped by one function for both, :func:`error_for_status`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 
 class ReactorError(Exception):
@@ -65,4 +68,35 @@ class DeltaTokenExpired(ReactorError):
 
 
 class StoreError(ReactorError):
-    """The embedded store failed."""
+    """The store failed (its message names no secret)."""
+
+
+def error_for_status(
+    status: int,
+    text: str,
+    *,
+    retry_after: float | None = None,
+    permanent: Callable[[str, int], ReactorError] | None = None,
+) -> ReactorError:
+    """The error for an HTTP answer that is not a success, the same for Graph and AskCody:
+
+    ==========================  =====================================================
+    429                         ThrottledError (``retry_after`` when the answer gave one)
+    503 with ``Retry-After``    ThrottledError
+    408, 5xx but 501            TransientError (a 503 without ``Retry-After`` too)
+    404                         NotFoundError
+    409                         ConflictError
+    other 4xx, 501              ``permanent(text, status)`` (default PermanentError)
+    ==========================  =====================================================
+    """
+    if status == 429 or (status == 503 and retry_after is not None):
+        return ThrottledError(text, retry_after=retry_after, status=status)
+    if status == 408 or (status >= 500 and status != 501):
+        return TransientError(text, status=status)
+    if status == 404:
+        return NotFoundError(text)
+    if status == 409:
+        return ConflictError(text)
+    if permanent is not None:
+        return permanent(text, status)
+    return PermanentError(text, status=status)

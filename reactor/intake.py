@@ -41,7 +41,7 @@ from reactor.metrics import (
     NOTIFICATIONS_REJECTED,
     REQUESTS_REFUSED,
 )
-from reactor.store.base import JournalEntry, ObjectKind, Store
+from reactor.store.base import Journal, JournalEntry, ObjectKind, Subscriptions
 
 MAX_TOKEN_BYTES = 1024
 MAX_LOGGED_ID = 40
@@ -64,7 +64,7 @@ class ClientStates:
     is recognised at once, while a flood of forged ids costs at most 20 small reads a second.
     """
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Subscriptions, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.clock = clock
         self._states: dict[str, bytes] = {}
@@ -194,7 +194,7 @@ class Intake:
 
     def __init__(
         self,
-        store: Store,
+        store: Journal,
         client_states: ClientStates,
         tenant_id: str,
         max_body_bytes: int,

@@ -58,6 +58,12 @@ RECONCILE_SECONDS = Histogram(
 RECONCILE_DRIFT = Counter(
     "reactor_reconcile_drift", "SCIM operations a reconcile found necessary (drift repaired)", registry=REGISTRY
 )
+ATTRIBUTES_REFUSED = Counter(
+    "reactor_scim_attributes_refused",
+    "Optional user attributes AskCody refused (400), left out so that the user is still provisioned",
+    ["attribute"],
+    registry=REGISTRY,
+)
 CHANGES_APPLIED = Counter("reactor_changes_applied", "SCIM operations applied, by kind", ["operation"], registry=REGISTRY)
 APPLY_LAG_SECONDS = Histogram(
     "reactor_apply_lag_seconds",

@@ -7,10 +7,11 @@
   beyond it gives up at once).
 * How long between: exponential backoff ``initial * 2**(n-1)`` capped at ``maximum``, plus a random
   jitter of up to ``jitter`` seconds; a ``Retry-After`` (``ThrottledError.retry_after``) replaces it.
-* Observable: every retry counts ``reactor_retries_total{target}`` and logs a warning; every failed
-  attempt is kept as an :class:`Attempt` (number, error, status, time, wait), readable from the final
-  exception with :func:`attempts_of` and collected across calls with :func:`recording`, so that a
-  dead letter can store the history.
+* Observable through hooks (:data:`HOOKS`, shaped like stamina's instrumentation): every failed
+  attempt is an :class:`Attempt` (number, error, status, time, wait) passed to each hook; the
+  default hooks count ``reactor_retries_total{target}`` and log a ``retrying`` warning event for
+  each retry. Tests add their own with :func:`hooked`. (The history of a unit's attempts, kept in
+  dead letters, is the dispatcher's: it spans retried calls and restarts.)
 * Testable: ``retry.TESTING = True`` (or ``with retry.testing():``) removes the sleeps; waits are
   still computed, recorded and counted against the horizon.
 """
@@ -19,26 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from reactor.config import SyncSettings
+from reactor import log
+from reactor.backoff import Backoff
 from reactor.errors import ThrottledError, TransientError
 from reactor.metrics import RETRIES
 
-log = logging.getLogger(__name__)
-
 T = TypeVar("T")
-P = ParamSpec("P")
 
 TESTING = False
 """When true, retries do not sleep (tests flip it, or use :func:`testing`)."""
@@ -57,14 +53,9 @@ class RetryPolicy:
     maximum: float = 30.0
     jitter: float = 1.0
 
-    @classmethod
-    def from_settings(cls, sync: SyncSettings) -> RetryPolicy:
-        """The policy of ``[sync] max_attempts`` and ``retry_horizon_seconds``."""
-        return cls(attempts=sync.max_attempts, horizon=sync.retry_horizon_seconds)
-
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), jitter included."""
-        base: float = min(self.maximum, self.initial * 2.0 ** (attempt - 1))
+        base = Backoff(self.initial, self.maximum).ceiling(attempt)
         return base + random.uniform(0.0, self.jitter)
 
 
@@ -110,7 +101,26 @@ class Attempt:
         }
 
 
-_recorder: ContextVar[list[Attempt] | None] = ContextVar("reactor_retry_recorder", default=None)
+AttemptHook = Callable[[Attempt], None]
+"""Called with every failed attempt of :func:`call`: ``wait`` is the pause before the next attempt,
+``None`` when none follows (the error is raised)."""
+
+
+def _count(attempt: Attempt) -> None:
+    if attempt.wait is not None:
+        RETRIES.labels(attempt.target).inc()
+
+
+def _log(attempt: Attempt) -> None:
+    if attempt.wait is not None:
+        log.event(
+            "retrying", level="warning", target=attempt.target, attempt=attempt.number, error=attempt.error,
+            status=attempt.status, wait_seconds=round(attempt.wait, 3),
+        )
+
+
+HOOKS: list[AttemptHook] = [_count, _log]
+"""The hooks every failed attempt goes through: the retries counter and the ``retrying`` event."""
 
 
 @contextmanager
@@ -126,20 +136,18 @@ def testing(enabled: bool = True) -> Iterator[None]:
 
 
 @contextmanager
-def recording() -> Iterator[list[Attempt]]:
-    """Collect every failed attempt of the retried calls made in this block (this task)."""
-    history: list[Attempt] = []
-    token = _recorder.set(history)
+def hooked(hook: AttemptHook) -> Iterator[None]:
+    """Within the block, ``hook`` sees every failed attempt too (for tests and tools)."""
+    HOOKS.append(hook)
     try:
-        yield history
+        yield
     finally:
-        _recorder.reset(token)
+        HOOKS.remove(hook)
 
 
-def attempts_of(exc: BaseException) -> tuple[Attempt, ...]:
-    """The failed attempts behind an error raised by :func:`call` (empty for any other error)."""
-    attempts: tuple[Attempt, ...] = getattr(exc, "retry_attempts", ())
-    return attempts
+def _emit(attempt: Attempt) -> None:
+    for hook in tuple(HOOKS):
+        hook(attempt)
 
 
 def _describe(exc: BaseException) -> str:
@@ -150,11 +158,12 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
     """Await ``fn()`` until it succeeds, retrying transient errors per ``policy``.
 
     The last error is re-raised as is (a ``TransientError`` when retries ran out, otherwise the
-    non-retryable error), carrying the attempt history for :func:`attempts_of`.
+    non-retryable error). Every failed attempt goes through :data:`HOOKS`.
     """
-    history: list[Attempt] = []
     started = time.monotonic()
     skipped = 0.0
+    number = 0
+    pending: list[Attempt] = []  # the failed attempt whose fate (retried or raised) is not known yet
 
     async def sleep(seconds: float) -> None:
         nonlocal skipped
@@ -177,31 +186,16 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
         return policy.backoff(state.attempt_number)
 
     def before_sleep(state: RetryCallState) -> None:
-        RETRIES.labels(target).inc()
-        exc = state.outcome.exception() if state.outcome is not None else None
-        delay = state.upcoming_sleep
-        if history:
-            last = history[-1]
-            waited = Attempt(last.number, last.target, last.error, last.status, last.at, delay)
-            history[-1] = waited
-            recorder = _recorder.get()
-            if recorder is not None:
-                for i in range(len(recorder) - 1, -1, -1):
-                    if recorder[i] is last:
-                        recorder[i] = waited
-                        break
-        log.warning("%s: attempt %d failed (%s), retrying in %.2fs", target, state.attempt_number, exc, delay)
+        last = pending.pop()
+        _emit(Attempt(last.number, last.target, last.error, last.status, last.at, state.upcoming_sleep))
 
     async def attempt() -> T:
-        number = len(history) + 1
+        nonlocal number
+        number += 1
         try:
             return await fn()
         except Exception as exc:
-            entry = Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), None)
-            history.append(entry)
-            recorder = _recorder.get()
-            if recorder is not None:
-                recorder.append(entry)
+            pending.append(Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
             raise
 
     retrying = AsyncRetrying(
@@ -214,21 +208,6 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
     )
     try:
         return await retrying(attempt)
-    except Exception as exc:
-        exc.retry_attempts = tuple(history)  # type: ignore[attr-defined]
-        raise
-
-
-def retried(
-    target: str, policy: RetryPolicy = DEFAULT_POLICY
-) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
-    """Decorate an async function so that every call goes through :func:`call`."""
-
-    def decorate(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        @functools.wraps(fn)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(lambda: fn(*args, **kwargs), target=target, policy=policy)
-
-        return wrapper
-
-    return decorate
+    finally:
+        if pending:  # the failed attempt that ended the loop: no retry follows
+            _emit(pending.pop())

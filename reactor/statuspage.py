@@ -184,6 +184,8 @@ def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[
     for s in (status.get("subscription_health") or {}).get("subscriptions", []):
         if s.get("last_error"):
             problems.append([f"subscription {_e(s.get('resource'))}", _e(s["last_error"])])
+    for entra_id, text in (engine.get("attribute_failures") or {}).items():
+        problems.append([f"user <code>{_e(entra_id)}</code>", _e(text)])
     for name, c in checks.items():
         if not c.get("ok") and name != "dead_letters":
             problems.append([f"check {_e(name)}", _e(c.get("reason"))])

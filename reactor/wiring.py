@@ -25,6 +25,7 @@ from reactor.sync.engine import SyncEngine
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
 from subscriptions.renewal import run_renewal
+from subscriptions.status import publish as publish_subscription_gauges
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Clients:
 
 
 def build_clients(settings: Settings, store: Store) -> Clients:
-    policy = RetryPolicy.from_settings(settings.sync)
+    policy = RetryPolicy(attempts=settings.sync.max_attempts, horizon=settings.sync.retry_horizon_seconds)
     graph = GraphClient(settings.graph, retry=policy)
     reader = GraphReader(graph, settings, store)
     scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second), retry_policy=policy)
@@ -157,7 +158,7 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
             return manager.status().as_dict()
 
         async def publish_expiry() -> None:
-            manager.status()  # sets the reactor_subscription_*expiry_seconds gauges
+            publish_subscription_gauges(manager.status())
 
         on_lifecycle = lifecycle
         checks["subscriptions"] = check_subscriptions
@@ -186,7 +187,11 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
         return True, "reachable"
 
     async def engine_status() -> dict[str, Any]:
-        return {"last_reconcile_at": engine.last_reconcile_at, "last_reconcile_error": engine.last_reconcile_error}
+        return {
+            "last_reconcile_at": engine.last_reconcile_at,
+            "last_reconcile_error": engine.last_reconcile_error,
+            "attribute_failures": dict(engine.attribute_failures),
+        }
 
     checks["askcody"] = check_askcody
     checks["graph"] = check_graph

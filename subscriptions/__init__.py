@@ -1,7 +1,7 @@
 """Ownership of the Graph change-notification subscriptions: create, adopt, renew, recreate."""
 
 from subscriptions.lifecycle import handle_lifecycle
-from subscriptions.manager import CHANGE_TYPE, RESOURCES, SubscriptionManager, new_client_state, verify_client_state
+from subscriptions.manager import CHANGE_TYPE, RESOURCES, SubscriptionManager, new_client_state
 from subscriptions.renewal import run_renewal
 from subscriptions.status import ResourceStatus, SubscriptionsStatus
 
@@ -14,5 +14,4 @@ __all__ = [
     "handle_lifecycle",
     "new_client_state",
     "run_renewal",
-    "verify_client_state",
 ]

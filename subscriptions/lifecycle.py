@@ -6,18 +6,17 @@
 - ``missed``: ``on_gap``: notifications were lost, only a reconcile can recover them.
 
 Graph documents only ``reauthorizationRequired`` for users and groups; the other two are handled all
-the same. Items of subscriptions that are not ours, or whose ``clientState`` does not match, are ignored.
+the same. Items of subscriptions that are not ours are ignored; the ``clientState`` was checked by the
+intake (which does not journal it).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
-from subscriptions.manager import SubscriptionManager, verify_client_state
-
-log = logging.getLogger(__name__)
+from reactor import log
+from subscriptions.manager import SubscriptionManager
 
 REAUTHORIZATION_REQUIRED = "reauthorizationRequired"
 SUBSCRIPTION_REMOVED = "subscriptionRemoved"
@@ -31,8 +30,6 @@ async def handle_lifecycle(manager: SubscriptionManager, item: Mapping[str, Any]
     record = manager.record_by_id(subscription_id)
     if record is None:
         outcome = "ignored: not our subscription"
-    elif "clientState" in item and not verify_client_state(record, item.get("clientState")):
-        outcome = "ignored: clientState does not match"
     elif event == REAUTHORIZATION_REQUIRED:
         outcome = await manager.reauthorize(subscription_id)
     elif event == SUBSCRIPTION_REMOVED:
@@ -42,5 +39,5 @@ async def handle_lifecycle(manager: SubscriptionManager, item: Mapping[str, Any]
         outcome = "reconcile requested"
     else:
         outcome = f"ignored: unknown lifecycle event {event!r}"
-    log.info("subscriptions: lifecycle %s for %s: %s", event or "?", subscription_id or "?", outcome)
+    log.event("lifecycle_event", event=event or None, subscription_id=subscription_id or None, outcome=outcome)
     return outcome

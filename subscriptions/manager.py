@@ -22,31 +22,22 @@ with jittered exponential backoff.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import logging
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import quote
 
+from reactor import log
+from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
-from reactor.store.base import Store, SubscriptionRecord
+from reactor.store.base import SubscriptionRecord, Subscriptions
 from reactor.times import parse_iso, to_iso
-from subscriptions.status import ResourceStatus, SubscriptionsStatus, publish
-
-log = logging.getLogger(__name__)
-
-CHANGE_TYPE = "updated,deleted"
-RESOURCES: tuple[str, ...] = ("users", "groups")
-REAUTHORIZE_DEBOUNCE_SECONDS = 30.0
-"""A ``reauthorizationRequired`` this soon after a create, renewal or reauthorization was most likely
-sent before that call and is answered by it. Any later one is Graph asking for a reason, and a
-reauthorization is one cheap POST: seconds, not minutes."""
+from subscriptions.graph_api import SubscriptionsApi
+from subscriptions.policy import CHANGE_TYPE, RESOURCES, RETRY_BACKOFF, RenewalPolicy
+from subscriptions.status import ResourceStatus, SubscriptionsStatus
 
 OnGap = Callable[[str], Awaitable[None]]
 
@@ -66,18 +57,6 @@ class _Health:
     """Why changes may have been missed; reported through ``on_gap`` once a subscription is live again."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Jittered exponential backoff for creation and renewal attempts that failed."""
-
-    base: float = 30.0
-    maximum: float = 900.0
-
-    def delay(self, failures: int) -> float:
-        ceiling = min(self.maximum, self.base * 2 ** max(0, failures - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
 @dataclass
 class SubscriptionManager:
     """Owns the ``users`` and ``groups`` subscriptions of this reactor.
@@ -89,11 +68,11 @@ class SubscriptionManager:
     """
 
     client: GraphClient
-    store: Store
+    store: Subscriptions
     settings: Settings
     clock: Callable[[], float] = time.time
     on_gap: OnGap | None = None
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = RETRY_BACKOFF
     verify_interval: float = 3600.0
     """How often a live subscription is read back from Graph (a silent removal is found then)."""
     expiry_warning: float = 600.0
@@ -103,6 +82,10 @@ class SubscriptionManager:
     _health: dict[str, _Health] = field(default_factory=dict, init=False)
     _stale: list[SubscriptionRecord] = field(default_factory=list, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.api = SubscriptionsApi(self.client)
+        self.policy = RenewalPolicy(self.settings.subscriptions)
 
     # configuration ----------------------------------------------------------------------------------
     @property
@@ -119,7 +102,7 @@ class SubscriptionManager:
         return self.settings.server.lifecycle_url
 
     def _requested_expiry(self) -> float:
-        return self.clock() + self.settings.subscriptions.lifetime_minutes * 60.0
+        return self.policy.requested_expiry(self.clock())
 
     def _current(self, record: SubscriptionRecord) -> bool:
         return (
@@ -149,7 +132,7 @@ class SubscriptionManager:
                 await self._delete_remote(record.id)
                 await self.store.delete_subscription(record.id)
             except ReactorError as exc:
-                log.warning("subscriptions: could not delete duplicate %s yet: %s", record.id, exc)
+                log.event("subscription_duplicate_kept", level="warning", subscription_id=record.id, error=str(exc))
             else:
                 self._stale.remove(record)
 
@@ -176,28 +159,17 @@ class SubscriptionManager:
 
     async def gap(self, reason: str) -> None:
         """Changes may have been missed: tell the owner (it runs a reconcile)."""
-        log.warning("subscriptions: possible gap in notifications: %s", reason)
+        log.event("notification_gap", level="warning", reason=reason)
         if self.on_gap is not None:
             await self.on_gap(reason)
 
     # Graph ------------------------------------------------------------------------------------------
     async def _delete_remote(self, subscription_id: str) -> bool:
-        """Delete a subscription on Graph; False when it was already gone."""
-        try:
-            await self.client.delete(f"subscriptions/{quote(subscription_id, safe='')}", operation="subscription_delete")
-        except NotFoundError:
-            return False
-        return True
+        return await self.api.delete(subscription_id)
 
     async def remote_subscriptions(self) -> list[dict[str, Any]]:
         """Every subscription of this app on Graph (all pages), ours and foreign."""
-        out: list[dict[str, Any]] = []
-        url: str | None = "subscriptions"
-        while url:
-            page = await self.client.get_json(url, operation="subscription_list")
-            out.extend(s for s in page.get("value", ()) if isinstance(s, dict))
-            url = page.get("@odata.nextLink")
-        return out
+        return await self.api.list()
 
     def _ours_on_graph(self, remote: dict[str, Any], resource: str) -> bool:
         return (
@@ -219,15 +191,10 @@ class SubscriptionManager:
         )
 
     async def _post(self, resource: str, client_state: str) -> dict[str, Any]:
-        body = {
-            "changeType": CHANGE_TYPE,
-            "notificationUrl": self.notification_url,
-            "lifecycleNotificationUrl": self.lifecycle_url,
-            "resource": resource,
-            "expirationDateTime": to_iso(self._requested_expiry()),
-            "clientState": client_state,
-        }
-        return await self.client.post_json("subscriptions", body, operation="subscription_create")
+        return await self.api.create(
+            resource=resource, change_type=CHANGE_TYPE, notification_url=self.notification_url,
+            lifecycle_url=self.lifecycle_url, expires=to_iso(self._requested_expiry()), client_state=client_state,
+        )
 
     async def _adopt_existing(self, resource: str) -> bool:
         """Delete subscriptions on Graph for our URL and ``resource`` that are not in our store; True if any."""
@@ -238,7 +205,7 @@ class SubscriptionManager:
                 and self.record_by_id(str(remote.get("id"))) is None
                 and not any(r.id == remote.get("id") for r in self._stale)
             ):
-                log.info("subscriptions: adopting %s (%s) by creating it again", remote.get("id"), resource)
+                log.event("subscription_adopting", subscription_id=remote.get("id"), resource=resource)
                 await self._delete_remote(str(remote["id"]))
                 adopted = True
         return adopted
@@ -272,7 +239,7 @@ class SubscriptionManager:
         record = await self._save(self._record_from(created, resource, client_state, now))
         health = self.health(resource)
         health.last_verified_at = now
-        log.info("subscriptions: %s subscribed as %s until %s", resource, record.id, to_iso(record.expires_at))
+        log.event("subscription_created", resource=resource, subscription_id=record.id, expires_at=to_iso(record.expires_at))
         if adopted and not health.gap_reason:
             health.gap_reason = f"adopted the {resource} subscription by creating it again"
         if health.gap_reason:
@@ -288,22 +255,14 @@ class SubscriptionManager:
         await self._forget(record)
         return await self._create(record.resource)
 
-    def lifetime(self, record: SubscriptionRecord) -> float:
-        """The lifetime Graph granted at the last create or renewal."""
-        return record.expires_at - max(record.created_at, record.last_renewed_at)
-
     def renew_at(self, record: SubscriptionRecord) -> float:
-        """When ``record`` becomes due: less than ``renew_when_remaining_share`` of its lifetime left."""
-        return record.expires_at - self.settings.subscriptions.renew_when_remaining_share * self.lifetime(record)
+        """When ``record`` becomes due (:meth:`RenewalPolicy.renew_at`)."""
+        return self.policy.renew_at(record)
 
     async def _renew(self, record: SubscriptionRecord) -> SubscriptionRecord:
         now = self.clock()
         try:
-            live = await self.client.patch_json(
-                f"subscriptions/{quote(record.id, safe='')}",
-                {"expirationDateTime": to_iso(self._requested_expiry())},
-                operation="subscription_renew",
-            )
+            live = await self.api.renew(record.id, to_iso(self._requested_expiry()))
         except NotFoundError:
             return await self._replace_gone(record, "was gone at renewal (404)")
         raw = live.get("expirationDateTime")
@@ -315,7 +274,7 @@ class SubscriptionManager:
         """Read the subscription back from Graph; recreate it when it is gone."""
         now = self.clock()
         try:
-            live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+            live = await self.api.get(record.id)
         except NotFoundError:
             return await self._replace_gone(record, "was gone (404)")
         self.health(record.resource).last_verified_at = now
@@ -346,7 +305,9 @@ class SubscriptionManager:
             health.failures += 1
             health.last_error = str(exc)
             health.next_attempt_at = self.clock() + self.backoff.delay(health.failures)
-            log.warning("subscriptions: %s: %s (attempt %d failed)", resource, exc, health.failures)
+            log.event(
+                "subscription_attempt_failed", level="warning", resource=resource, error=str(exc), failures=health.failures
+            )
         else:
             health.failures = 0
             health.last_error = ""
@@ -376,7 +337,6 @@ class SubscriptionManager:
             for resource in self.resources:
                 if self.clock() >= self.health(resource).next_attempt_at:
                     await self._attempt(resource)
-            self.status()
         return self.next_due() - self.clock()
 
     def next_due(self) -> float:
@@ -393,23 +353,21 @@ class SubscriptionManager:
 
     async def reauthorize(self, subscription_id: str) -> str:
         """Answer ``reauthorizationRequired``: renew when due, else reauthorize; neither when the
-        subscription was created, renewed or reauthorized within :data:`REAUTHORIZE_DEBOUNCE_SECONDS`.
+        subscription was created, renewed or reauthorized within :data:`~subscriptions.policy.REAUTHORIZE_DEBOUNCE_SECONDS`.
         Returns what was done."""
         async with self._lock:
             record = self.record_by_id(subscription_id)
             if record is None:
                 return "ignored: not our subscription"
             now = self.clock()
-            last = max(record.last_renewed_at, record.last_reauthorized_at, record.created_at)
-            if now - last < REAUTHORIZE_DEBOUNCE_SECONDS:
-                return f"skipped: created, renewed or reauthorized {now - last:.0f} s ago"
+            since = self.policy.reauthorize_debounced(record, now)
+            if since is not None:
+                return f"skipped: created, renewed or reauthorized {since:.0f} s ago"
             if now >= self.renew_at(record):
                 await self._renew(record)
                 return "renewed"
             try:
-                await self.client.post_json(
-                    f"subscriptions/{quote(record.id, safe='')}/reauthorize", operation="subscription_reauthorize", retry=True
-                )
+                await self.api.reauthorize(record.id)
             except NotFoundError:
                 await self._replace_gone(record, "was gone at reauthorization (404)")
                 return "recreated"
@@ -460,7 +418,7 @@ class SubscriptionManager:
                 "renewAt": to_iso(self.renew_at(record)),
             }
             try:
-                live = await self.client.get_json(f"subscriptions/{quote(record.id, safe='')}", operation="subscription_get")
+                live = await self.api.get(record.id)
             except NotFoundError:
                 row["live"] = False
             except ReactorError as exc:
@@ -473,7 +431,8 @@ class SubscriptionManager:
         return rows
 
     def status(self) -> SubscriptionsStatus:
-        """Per resource: subscription id, seconds to expiry and a degraded reason; updates the gauges."""
+        """Per resource: subscription id, seconds to expiry and a degraded reason (no side effect:
+        the caller publishes the gauges, :func:`subscriptions.status.publish`)."""
         now = self.clock()
         items: list[ResourceStatus] = []
         for resource in self.resources:
@@ -500,14 +459,9 @@ class SubscriptionManager:
                     failures=health.failures,
                 )
             )
-        status = SubscriptionsStatus(items)
-        publish(status)
-        return status
+        return SubscriptionsStatus(items)
 
 
-def verify_client_state(record: SubscriptionRecord, client_state: object) -> bool:
-    """Constant-time check of a notification's ``clientState`` against our record."""
-    return isinstance(client_state, str) and hmac.compare_digest(client_state.encode(), record.client_state.encode())
-
-
-__all__: Sequence[str] = ("CHANGE_TYPE", "RESOURCES", "Backoff", "SubscriptionManager", "new_client_state", "verify_client_state")
+__all__: Sequence[str] = (
+    "CHANGE_TYPE", "RESOURCES", "RETRY_BACKOFF", "SubscriptionManager", "new_client_state",
+)

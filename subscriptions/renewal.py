@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
+from reactor import log
 from subscriptions.manager import SubscriptionManager
-
-log = logging.getLogger(__name__)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -37,8 +35,8 @@ async def run_renewal(
     while not stop.is_set():
         try:
             delay = await manager.tick()
-        except Exception:  # a bug or a store failure must not end renewals for good
-            log.exception("subscriptions: renewal pass failed")
+        except Exception as exc:  # a bug or a store failure must not end renewals for good
+            log.event("renewal_pass_failed", level="error", error=repr(exc))
             delay = error_delay
         delay = min(max(delay, min_interval), max_interval)
         if stop.is_set():

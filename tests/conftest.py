@@ -1,4 +1,5 @@
-"""Shared fixtures. ``tests/support`` holds helpers (servers, the SCIM target, the fault proxy)."""
+"""Shared fixtures. ``tests/support`` holds helpers (servers, the SCIM target, the fault proxy, the
+PostgreSQL cluster)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import pytest
 
 from reactor import retry
 from reactor.store import SQLiteStore
+
+# The PostgreSQL cluster (session-wide, started on first use) and the fixtures that run a test on
+# every store (``store_url``, ``make_store``, ``any_store``).
+pytest_plugins = ["tests.support.postgres", "tests.support.stores"]
 
 
 @pytest.fixture

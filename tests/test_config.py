@@ -114,6 +114,18 @@ def test_check_config_prints_the_effective_configuration_with_secrets_redacted(t
     assert data["groups"] == [{"id": GROUP, "askcody_group": "Reception", "grants": "reception", "nested": True}]
 
 
+def test_check_config_shows_a_postgresql_url_without_its_password(tmp_path: Path) -> None:
+    r = run("check-config", "--config", str(write(tmp_path, GOOD)),
+            env={"PATH": "/usr/bin:/bin",
+                 "REACTOR_STORE_URL": "postgresql://reactor:pg-pass%40word-xyz@db.contoso.internal:5432/reactor?sslmode=require",
+                 "REACTOR_STORE_PASSWORD": "other-pg-secret-xyz"})
+    assert r.returncode == 0, r.stderr
+    data = orjson.loads(r.stdout)
+    assert data["store"]["url"] == "postgresql://***@db.contoso.internal:5432/reactor?***"
+    assert data["store"]["password"] == "<redacted>"
+    assert "pg-pass" not in r.stdout and "other-pg-secret-xyz" not in r.stdout
+
+
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     r = run("check-config", "--config", str(tmp_path / "nope.toml"))
     assert r.returncode == 2
@@ -161,3 +173,11 @@ def test_a_url_that_is_not_http_is_named_without_its_credentials(tmp_path: Path)
     with pytest.raises(ConfigurationError, match=r"askcody\.scim_url is not a valid http") as caught:
         load(write(tmp_path, GOOD.replace("https://askcody.example.com/scim/v2", url)), env={})
     assert "Pa55-w0rd" not in str(caught.value) and "query-secret-xyz" not in str(caught.value)
+
+
+def test_settings_never_show_a_store_password_written_in_the_url() -> None:
+    from reactor.config import Settings, StoreSettings
+
+    store = StoreSettings(url="postgresql://reactor:s3cr3t-pw@db.internal:5432/reactor?sslmode=require")
+    for text in (repr(store), str(store), repr(Settings(store=store))):
+        assert "s3cr3t-pw" not in text and "db.internal" in text, text

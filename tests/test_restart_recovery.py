@@ -1,4 +1,5 @@
-"""Every notification acknowledged with 202 is handled, even when the reactor is killed with SIGKILL."""
+"""Every notification acknowledged with 202 is handled, even when the reactor is killed with SIGKILL
+(on each store: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 import httpx
 import orjson
 
-from reactor.store import SQLiteStore, SubscriptionRecord
+from reactor.store import SubscriptionRecord
 from tests.support.eventually import eventually
 from tests.support.reactor_proc import ReactorProcess, write_config
 from tests.support.servers import free_port
+from tests.support.stores import StoreFactory
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -36,10 +38,10 @@ def recorded(path: Path) -> set[str]:
     return out
 
 
-async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(tmp_path: Path) -> None:
-    db = tmp_path / "reactor.db"
-    store = SQLiteStore(str(db))
-    await store.open()
+async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(
+    tmp_path: Path, store_url: str, make_store: StoreFactory
+) -> None:
+    store = await make_store()
     await store.save_subscription(
         SubscriptionRecord(
             SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time()
@@ -52,7 +54,7 @@ async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(tmp_path
         {
             "server": {"port": port},
             "graph": {"tenant_id": TENANT},
-            "store": {"url": f"sqlite:///{db}"},
+            "store": {"url": store_url},
             "subscriptions": {"enabled": False},
         },
     )
@@ -81,8 +83,7 @@ async def test_sigkill_after_a_burst_loses_no_acknowledged_notification(tmp_path
     finally:
         assert proc2.terminate() == 0
     # After a clean stop nothing acknowledged is left pending in the journal.
-    store = SQLiteStore(str(db))
-    await store.open()
+    store = await make_store()
     count, _ = await store.backlog()
     await store.close()
     assert count == 0

@@ -67,7 +67,7 @@ async def test_sigterm_with_graph_and_askcody_unreachable_exits_0_within_the_gra
                 r = await client.post(f"{proc.url}/notifications", json={"value": [item]})
                 assert r.status_code == 202
         # Every unit has met the unreachable Graph at least once: they are in their retries now.
-        await eventually(lambda: proc.log.read_text().count("retrying in") >= 3, timeout=30)
+        await eventually(lambda: proc.log.read_text().count('"event":"retrying"') >= 3, timeout=30)
         started = time.monotonic()
         rc = await asyncio.get_running_loop().run_in_executor(None, proc.terminate, 40.0)
         elapsed = time.monotonic() - started

@@ -5,11 +5,15 @@
 // What it creates: a Log Analytics workspace, a Container Apps environment that logs to it, a
 // user-assigned managed identity, a storage account with an Azure Files share for the SQLite store
 // (/var/lib/reactor), the role assignment that lets the identity read the Key Vault secrets, and the
-// container app itself (external HTTPS ingress to port 8080, exactly one replica).
+// container app itself (exactly one replica). Two listeners: the public one, port 8080 (the webhooks and
+// /healthz), is the only one behind the external HTTPS ingress; the admin one, port 9090 (status page,
+// /status.json, /metrics, /readyz, /healthz), is mapped with external: false, so only apps in the same
+// Container Apps environment (a Prometheus, a jump container) reach it, never the internet. The probes go
+// to 9090 directly. The status page and /status.json ask for the admin token (Key Vault secret).
 // What it expects: an existing Key Vault in the same resource group, using Azure RBAC, holding the AskCody
-// SCIM token (and, only with an app registration, its client secret); the image in a registry the
-// identity can pull from (AcrPull) or a public one. Graph application permissions are granted by
-// setup-graph-app.sh (see infra/README.md).
+// SCIM token and the admin token (and, only with an app registration, its client secret); the image in a
+// registry the identity can pull from (AcrPull) or a public one. Graph application permissions are
+// granted by setup-graph-app.sh (see infra/README.md).
 
 targetScope = 'resourceGroup'
 
@@ -42,6 +46,9 @@ param askcodyScimUrl string
 @description('Key Vault secret holding the AskCody SCIM bearer token.')
 param askcodyTokenSecretName string = 'askcody-scim-token'
 
+@description('Key Vault secret holding the admin listener\'s bearer token (status page and /status.json); generate it, e.g. openssl rand -hex 32.')
+param adminTokenSecretName string = 'reactor-admin-token'
+
 @description('Name of the existing Key Vault (same resource group, RBAC authorization).')
 param keyVaultName string
 
@@ -73,6 +80,9 @@ param reconcileIntervalSeconds int = 900
 
 @description('Log retention in days.')
 param logRetentionDays int = 30
+
+// The admin listener's port: internal to the environment only (see the ingress below).
+var adminPort = 9090
 
 var storageAccountName = take('st${toLower(replace(name, '-', ''))}${uniqueString(resourceGroup().id)}', 24)
 var shareName = 'reactor-store'
@@ -180,6 +190,13 @@ var baseSecrets = [
     identity: identity.id
   }
   {
+    // Required: the admin listener binds 0.0.0.0 (for the probes and in-environment scrapes), and the
+    // reactor refuses a non-loopback admin listener without a token.
+    name: 'admin-token'
+    keyVaultUrl: '${keyVault.properties.vaultUri}secrets/${adminTokenSecretName}'
+    identity: identity.id
+  }
+  {
     name: 'reactor-toml'
     value: reactorToml
   }
@@ -204,6 +221,20 @@ var baseEnv = [
   {
     name: 'REACTOR_SERVER_PORT'
     value: '8080'
+  }
+  {
+    // All interfaces of the replica; the ingress maps 9090 with external: false, so that is the
+    // environment only.
+    name: 'REACTOR_SERVER_ADMIN_HOST'
+    value: '0.0.0.0'
+  }
+  {
+    name: 'REACTOR_SERVER_ADMIN_PORT'
+    value: string(adminPort)
+  }
+  {
+    name: 'REACTOR_SERVER_ADMIN_TOKEN'
+    secretRef: 'admin-token'
   }
   {
     name: 'REACTOR_SERVER_PUBLIC_URL'
@@ -272,11 +303,20 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
     managedEnvironmentId: containerEnv.id
     configuration: {
       activeRevisionsMode: 'Single'
+      // The internet reaches the public listener (8080) only. The admin listener is an additional port
+      // that is not external: reachable as <app name>:9090 from the same environment, not from outside.
       ingress: {
         external: true
         targetPort: 8080
         transport: 'http'
         allowInsecure: false
+        additionalPortMappings: [
+          {
+            external: false
+            targetPort: adminPort
+            exposedPort: adminPort
+          }
+        ]
         traffic: [
           {
             latestRevision: true
@@ -305,12 +345,13 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
             memory: '1Gi'
           }
           env: concat(baseEnv, graphSecretEnv)
+          // On the admin listener: the probes reach the replica directly, not through the ingress.
           probes: [
             {
               type: 'Startup'
               httpGet: {
                 path: '/healthz'
-                port: 8080
+                port: adminPort
               }
               periodSeconds: 3
               timeoutSeconds: 2
@@ -320,7 +361,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
               type: 'Liveness'
               httpGet: {
                 path: '/healthz'
-                port: 8080
+                port: adminPort
               }
               periodSeconds: 15
               timeoutSeconds: 3
@@ -330,7 +371,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
               type: 'Readiness'
               httpGet: {
                 path: '/readyz'
-                port: 8080
+                port: adminPort
               }
               periodSeconds: 10
               timeoutSeconds: 5
@@ -378,8 +419,11 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
   }
 }
 
-@description('Public host name of the container app.')
+@description('Public host name of the container app (the public listener, port 8080, only).')
 output fqdn string = app.properties.configuration.ingress.fqdn
+
+@description('The admin listener as other apps in the same environment reach it (status page, /metrics, /readyz); not reachable from outside.')
+output adminUrl string = 'http://${appName}:${adminPort}'
 
 @description('server.public_url in use; Graph notifications go to <publicUrl>/notifications.')
 output publicUrl string = effectivePublicUrl

@@ -9,16 +9,13 @@ retried, POSTs only when the caller says so. A ``Retry-After`` holds back every 
 client, not just the one retried: Graph throttles the application, so the other workers wait too
 (at most the retry horizon; not in ``retry.TESTING``).
 
-Every failure is mapped into :mod:`reactor.errors`:
+Every failure is mapped into :mod:`reactor.errors` by :func:`reactor.errors.error_for_status` (the
+same rules as the SCIM client's), except:
 
-    429, 503                       ThrottledError (``retry_after`` from ``Retry-After``)
-    other 5xx, 408, timeouts,
-    connection errors              TransientError
-    404                            NotFoundError
-    409                            ConflictError
     410, or a sync-state code
     on a ``/delta`` URL            DeltaTokenExpired
-    401, 403, other 4xx            PermanentError (status, Graph error code and message; never a token)
+    timeouts, connection errors    TransientError
+    the error text                 status, Graph error code and message; never a token
 """
 
 from __future__ import annotations
@@ -53,6 +50,7 @@ from reactor.errors import (
     ReactorError,
     ThrottledError,
     TransientError,
+    error_for_status,
 )
 from reactor.graph.auth import build_auth_provider, check_base_url
 from reactor.metrics import GRAPH_CALLS
@@ -99,19 +97,10 @@ def map_api_error(exc: APIError, *, method: str, url: str, now: float | None = N
     path = urlsplit(url).path
     text = f"Graph {method} {path}: {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     is_delta = path.rstrip("/").endswith("/delta")
-    if status in (429, 503):
-        return ThrottledError(
-            text, retry_after=parse_retry_after(_header(exc.response_headers, "Retry-After"), now=now), status=status
-        )
-    if status >= 500 or status == 408:
-        return TransientError(text, status=status)
     if is_delta and (status == 410 or any(m in code.lower() for m in DELTA_EXPIRED_MARKERS)):
         return DeltaTokenExpired(text)
-    if status == 404:
-        return NotFoundError(text)
-    if status == 409:
-        return ConflictError(text)
-    return PermanentError(text, status=status)
+    retry_after = parse_retry_after(_header(exc.response_headers, "Retry-After"), now=now)
+    return error_for_status(status, text, retry_after=retry_after)
 
 
 def _outcome(exc: BaseException) -> str:

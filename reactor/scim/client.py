@@ -17,7 +17,6 @@ Messages name the method, the path and the SCIM error; never the token.
 
 from __future__ import annotations
 
-import logging
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -26,10 +25,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-from reactor import retry
+from reactor import log, retry
 from reactor.config import AskCodySettings
 from reactor.domain.model import ScimGroup, ScimUser, UserAttributes
-from reactor.errors import ConflictError, NotFoundError, PermanentError, ThrottledError, TransientError
+from reactor.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+    error_for_status,
+)
 from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
 from reactor.retry import parse_retry_after
@@ -44,8 +50,6 @@ from reactor.scim.resources import (
     resources,
     user_body,
 )
-
-log = logging.getLogger(__name__)
 
 SCIM_JSON = "application/scim+json"
 RETRY_TARGET = "askcody"
@@ -151,7 +155,7 @@ class AskCodyClient:
             raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from None
         outcome, error = _classify(where, status, raw, retry_after)
         SCIM_REQUESTS.labels(method, outcome).inc()
-        log.debug("%s -> %d", where, status)
+        log.event("scim_answered", level="debug", request=where, status=status)
         if error is not None:
             raise error
         if not raw.strip():
@@ -186,7 +190,7 @@ class AskCodyClient:
             params["attributes"] = attributes
         found = resources(await self.request("GET", endpoint, params=params))
         if len(found) > 1:
-            log.warning("%s?filter=%s matched %d resources; using the first", endpoint, scim_filter, len(found))
+            log.event("scim_filter_ambiguous", level="warning", endpoint=endpoint, filter=scim_filter, matches=len(found))
         return found[0] if found else None
 
     # -- readiness -------------------------------------------------------------------------------
@@ -229,7 +233,9 @@ class AskCodyClient:
         except ScimError as exc:
             if exc.status not in (400, 501) or self._email_filter.startswith("emails.value"):
                 raise
-            log.info("AskCody refused the work e-mail filter (%s); using emails.value from now on", exc.scim_type)
+            log.event(
+                "scim_filter_fallback", filter='emails[type eq "work"].value', now="emails.value", scim_type=exc.scim_type
+            )
             self._email_filter = "emails.value eq {}"
             return await self._first("/Users", self._email_filter.format(quote(email)))
 
@@ -251,7 +257,7 @@ class AskCodyClient:
         except ScimError as exc:
             if exc.status not in (400, 501) or self._member_filter.startswith("members.value"):
                 raise
-            log.info("AskCody refused the members filter (%s); using members.value from now on", exc.scim_type)
+            log.event("scim_filter_fallback", filter="members[value eq …]", now="members.value", scim_type=exc.scim_type)
             self._member_filter = "members.value eq {}"
             return await self._groups_with_member(scim_id)
 
@@ -334,12 +340,9 @@ class AskCodyClient:
             await self.request("PATCH", f"/Groups/{segment(group.id)}", body=body)
             group = ScimGroup(group.id, group.display_name, external_id, group.members)
         elif group.external_id != external_id:
-            log.warning(
-                "AskCody group %r (%s) carries externalId %s, not %s; using it",
-                group.display_name,
-                group.id,
-                group.external_id,
-                external_id,
+            log.event(
+                "scim_group_external_id_differs", level="warning", group=group.display_name, scim_id=group.id,
+                external_id=group.external_id, expected=external_id,
             )
         return group
 
@@ -434,14 +437,16 @@ def _classify(where: str, status: int, raw: bytes, retry_after: str | None) -> t
         return "ok", None
     scim_type, detail = _error_detail(raw)
     text = f"{where}: {status}" + (f" {scim_type}" if scim_type else "") + (f": {detail}" if detail else "")
-    if status == 429 or (status == 503 and retry_after):
-        return "throttled", ThrottledError(text, retry_after=parse_retry_after(retry_after), status=status)
-    if status == 408 or (status >= 500 and status != 501):
-        return "server_error" if status >= 500 else "timeout", TransientError(text, status=status)
-    if status == 404:
-        return "not_found", NotFoundError(text)
-    if status == 409:
-        return "conflict", ConflictError(text)
     if status in (401, 403):
         text += " (check askcody.token)"
-    return "client_error", ScimError(text, status=status, scim_type=scim_type, detail=detail)
+    error = error_for_status(
+        status, text, retry_after=parse_retry_after(retry_after),
+        permanent=lambda message, code: ScimError(message, status=code, scim_type=scim_type, detail=detail),
+    )
+    return _OUTCOMES.get(type(error), "server_error" if status >= 500 else "timeout"), error
+
+
+_OUTCOMES: dict[type[Exception], str] = {
+    ThrottledError: "throttled", NotFoundError: "not_found", ConflictError: "conflict", ScimError: "client_error",
+}
+"""The ``outcome`` label of ``reactor_scim_requests_total`` by error (a TransientError: by status)."""

@@ -19,11 +19,8 @@ from reactor.domain.model import ScimGroup, ScimUser, UserAttributes
 from reactor.errors import PermanentError
 
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 ATTRIBUTE_PATHS: dict[str, str] = {
     "user_name": "userName",

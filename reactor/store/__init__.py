@@ -1,4 +1,4 @@
-"""Durable state behind one interface (:class:`Store`); SQLite is the embedded default."""
+"""Durable state behind one interface (:class:`Store`): SQLite, the embedded default, or PostgreSQL."""
 
 from reactor.config import StoreSettings
 from reactor.store.base import (
@@ -10,11 +10,17 @@ from reactor.store.base import (
     Store,
     SubscriptionRecord,
 )
+from reactor.store.postgres import PostgresStore
 from reactor.store.sqlite import SQLiteStore
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def open_store(settings: StoreSettings) -> Store:
-    """The store named by ``store.url`` (not yet opened: ``await store.open()``)."""
+    """The store named by ``store.url`` (not yet opened: ``await store.open()``): ``postgresql://…``
+    (password in the URL or in ``store.password``) or ``sqlite:///path``."""
+    if settings.url.startswith(POSTGRES_SCHEMES):
+        return PostgresStore(settings.url, password=settings.password)
     return SQLiteStore(settings.sqlite_path)
 
 
@@ -24,6 +30,7 @@ __all__ = [
     "JournalEntry",
     "JournalItem",
     "ObjectMapping",
+    "PostgresStore",
     "SQLiteStore",
     "Store",
     "SubscriptionRecord",

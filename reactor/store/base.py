@@ -1,7 +1,8 @@
 """The store interface: every piece of durable state goes through it, no SQL elsewhere.
 
-SQLite (``reactor.store.sqlite``) is the embedded default; a PostgreSQL store can implement the same
-protocol later. Every method is a coroutine: implementations may run blocking I/O off the event loop.
+SQLite (``reactor.store.sqlite``) is the embedded default; PostgreSQL (``reactor.store.postgres``)
+implements the same protocol with the same behaviour (contract tests run on both). Every method is a
+coroutine: implementations may run blocking I/O off the event loop.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ class AppliedChange:
     who: str = ""
 
 
-class Store(Protocol):
-    """Durable state of the reactor."""
+class Lifecycle(Protocol):
+    """Opening, closing and probing a store."""
 
     async def open(self) -> None: ...
 
@@ -97,7 +98,11 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise :class:`~reactor.errors.StoreError` when the store cannot be used."""
 
-    # journal ------------------------------------------------------------------------------------
+
+class Journal(Protocol):
+    """The durable journal of accepted notifications and follow-up work (the intake writes it, the
+    dispatcher reads it and marks entries done)."""
+
     def append(self, items: Sequence[JournalItem]) -> Awaitable[list[int]]:
         """Durably journal ``items`` (group commit); the awaitable gives their sequence numbers.
 
@@ -111,20 +116,29 @@ class Store(Protocol):
     async def backlog(self) -> tuple[int, float | None]:
         """Number of pending items and the ``received_at`` of the oldest one."""
 
-    # subscriptions ------------------------------------------------------------------------------
+
+class Subscriptions(Protocol):
+    """Our Graph subscriptions and their clientStates (the intake checks against them)."""
+
     async def save_subscription(self, record: SubscriptionRecord) -> None: ...
 
     async def delete_subscription(self, subscription_id: str) -> None: ...
 
     async def subscriptions(self) -> list[SubscriptionRecord]: ...
 
-    # delta links and small state ----------------------------------------------------------------
+
+class Meta(Protocol):
+    """Small named pieces of state, such as delta links."""
+
     async def get_meta(self, key: str) -> str | None: ...
 
     async def set_meta(self, key: str, value: str | None) -> None:
         """Set (or with ``None`` remove) a small piece of state, such as a delta link."""
 
-    # mappings -----------------------------------------------------------------------------------
+
+class Mappings(Protocol):
+    """Entra object id ↔ AskCody SCIM id, with the last state applied."""
+
     async def get_mapping(self, kind: Literal["user", "group"], entra_id: str) -> ObjectMapping | None: ...
 
     async def put_mapping(self, mapping: ObjectMapping) -> None: ...
@@ -133,7 +147,10 @@ class Store(Protocol):
 
     async def mappings(self, kind: Literal["user", "group"]) -> list[ObjectMapping]: ...
 
-    # Entra group memberships (what Graph said last, kept current by groups delta) ---------------
+
+class Memberships(Protocol):
+    """Entra group memberships: what Graph said last, kept current by groups delta."""
+
     async def update_members(self, group_id: str, added: Sequence[str], removed: Sequence[str]) -> None: ...
 
     async def replace_members(self, group_id: str, members: Sequence[str]) -> None: ...
@@ -145,7 +162,10 @@ class Store(Protocol):
     async def member_users(self) -> set[str]:
         """Every user id that is a member of some group we track."""
 
-    # dead letters -------------------------------------------------------------------------------
+
+class DeadLetters(Protocol):
+    """Work that failed for good and waits for a person (``reactor deadletters``)."""
+
     async def add_dead_letter(
         self, kind: str, object_id: str, change: dict[str, Any], error: str, attempts: list[dict[str, Any]]
     ) -> int: ...
@@ -154,7 +174,15 @@ class Store(Protocol):
 
     async def delete_dead_letter(self, dead_letter_id: int) -> None: ...
 
-    # applied changes log ------------------------------------------------------------------------
+
+class ChangeLog(Protocol):
+    """The applied changes shown on the status page."""
+
     async def record_change(self, change: AppliedChange) -> None: ...
 
     async def recent_changes(self, limit: int = 50) -> list[AppliedChange]: ...
+
+
+class Store(Lifecycle, Journal, Subscriptions, Meta, Mappings, Memberships, DeadLetters, ChangeLog, Protocol):
+    """Durable state of the reactor: every role above. Consumers type against the roles they use;
+    every store (SQLite, PostgreSQL) implements them all."""

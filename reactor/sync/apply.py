@@ -14,13 +14,20 @@ A failure (any :class:`~reactor.errors.ReactorError`, raised after the retries o
 the user's remaining operations but not the other users'; it is reported in
 :attr:`ApplyResult.failures` by Entra user id. An operation whose group could not be ensured fails
 for its user. Every applied operation counts ``reactor_changes_applied_total{operation}``.
+
+A person must not lose access over an optional attribute: when AskCody answers 400 to a create or
+an attribute update, the write is tried once more without the optional attributes the error names
+(all of them when it names none; no second try when it names only ``userName``/``externalId``). What
+was left out is reported in :attr:`ApplyResult.refused`; the operation counts as applied.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from reactor import log
 from reactor.domain.model import ScimUser, UserAttributes
@@ -38,8 +45,30 @@ from reactor.domain.operations import (
 )
 from reactor.errors import PermanentError, ReactorError
 from reactor.metrics import CHANGES_APPLIED
-from reactor.scim.client import AskCodyClient
+from reactor.scim.client import AskCodyClient, ScimError
 from reactor.sync.planner import attribute_changes
+
+T = TypeVar("T")
+
+OPTIONAL_ATTRIBUTES: dict[str, re.Pattern[str]] = {
+    "display_name": re.compile(r"\bdisplayName\b", re.IGNORECASE),
+    "given_name": re.compile(r"\bgivenName\b", re.IGNORECASE),
+    "family_name": re.compile(r"\bfamilyName\b", re.IGNORECASE),
+    "email": re.compile(r"\be-?mails?\b", re.IGNORECASE),
+    "cost_center": re.compile(r"\bcostCenter\b", re.IGNORECASE),
+}
+"""The :class:`UserAttributes` a user can be provisioned without, and how a SCIM error names each."""
+REQUIRED_ATTRIBUTES = re.compile(r"\b(userName|externalId)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """AskCody refused optional attributes of a user; the write went through without them."""
+
+    entra_id: str
+    attributes: tuple[str, ...]
+    """:class:`UserAttributes` field names left out."""
+    error: ScimError
 
 
 @dataclass
@@ -57,6 +86,8 @@ class ApplyResult:
     skipped: list[Operation] = field(default_factory=list)
     user_ids: dict[str, str] = field(default_factory=dict)
     group_ids: dict[str, str] = field(default_factory=dict)
+    refused: list[Refusal] = field(default_factory=list)
+    """Optional attributes AskCody refused (400), left out of a create or update that then succeeded."""
 
     @property
     def ok(self) -> bool:
@@ -100,12 +131,12 @@ async def apply_operations(
             continue
         try:
             if isinstance(op, CreateUser):
-                user, created = await client.create_user(op.attrs, active=op.active)
+                user, created = await create_user(client, op, result.refused)
                 if not created:
-                    user = await adopt(client, user, op.attrs, active=op.active)
+                    user = await adopt(client, user, op.attrs, active=op.active, refused=result.refused)
                 result.user_ids[op.entra_id] = user.id
             elif isinstance(op, UpdateUser):
-                await client.update_user(op.scim_id, op.changes)
+                await update_user(client, op.entra_id, op.scim_id, op.changes, result.refused)
             else:
                 await client.set_active(op.scim_id, True)
         except ReactorError as exc:
@@ -183,15 +214,68 @@ async def _members(
             done(op)
 
 
-async def adopt(client: AskCodyClient, existing: ScimUser, attrs: UserAttributes, *, active: bool) -> ScimUser:
+async def adopt(
+    client: AskCodyClient, existing: ScimUser, attrs: UserAttributes, *, active: bool, refused: list[Refusal] | None = None
+) -> ScimUser:
     """Make a user AskCody already holds (a 409 on create) carry ``attrs`` (externalId included) and
-    ``active``: the planner says what differs, the client writes it. Returns the user as AskCody holds it."""
+    ``active``: the planner says what differs, the client writes it. Returns the user as AskCody holds it.
+    Optional attributes AskCody refuses are left out and noted in ``refused``."""
     log.event("user_adopted", entra_id=attrs.external_id, scim_id=existing.id)
     changes = attribute_changes(attrs, existing)
     if changes:
-        await client.update_user(existing.id, changes)
+        await update_user(client, attrs.external_id, existing.id, changes, [] if refused is None else refused)
     if existing.active != active:
         await client.set_active(existing.id, active)
     if not changes and existing.active == active:
         return existing
     return await client.get_user(existing.id)
+
+
+async def create_user(client: AskCodyClient, op: CreateUser, refused: list[Refusal]) -> tuple[ScimUser, bool]:
+    """``client.create_user``; on a 400, once more without the optional attributes it refused."""
+    present = [name for name in OPTIONAL_ATTRIBUTES if getattr(op.attrs, name)]
+
+    def attempt(dropped: Collection[str]) -> Awaitable[tuple[ScimUser, bool]]:
+        values = op.attrs.as_dict() | dict.fromkeys(dropped)
+        return client.create_user(UserAttributes(**values), active=op.active)
+
+    return await _without_refused(attempt, op.entra_id, present, refused)
+
+
+async def update_user(
+    client: AskCodyClient, entra_id: str, scim_id: str, changes: Mapping[str, str | None], refused: list[Refusal]
+) -> None:
+    """``client.update_user``; on a 400, once more without the optional attributes it refused."""
+
+    def attempt(dropped: Collection[str]) -> Awaitable[None]:
+        return client.update_user(scim_id, {k: v for k, v in changes.items() if k not in dropped})
+
+    await _without_refused(attempt, entra_id, [name for name in changes if name in OPTIONAL_ATTRIBUTES], refused)
+
+
+async def _without_refused(
+    attempt: Callable[[Collection[str]], Awaitable[T]], entra_id: str, optional: Sequence[str], refused: list[Refusal]
+) -> T:
+    try:
+        return await attempt(())
+    except ScimError as exc:
+        dropped = refused_attributes(exc, optional)
+        if not dropped:
+            raise
+        outcome = await attempt(dropped)
+        refused.append(Refusal(entra_id, dropped, exc))
+        return outcome
+
+
+def refused_attributes(error: ScimError, optional: Sequence[str]) -> tuple[str, ...]:
+    """Which of the ``optional`` attributes sent to leave out after ``error``: none unless it is a 400;
+    those the error's detail names, else every one, unless it names only ``userName``/``externalId``."""
+    if error.status != 400 or not optional:
+        return ()
+    detail = error.detail or ""
+    named = tuple(name for name in optional if OPTIONAL_ATTRIBUTES[name].search(detail))
+    if named:
+        return named
+    if REQUIRED_ATTRIBUTES.search(detail):
+        return ()
+    return tuple(optional)

@@ -13,6 +13,10 @@
 Failures: a transient error left after the client's retries raises, so the dispatcher keeps the
 unit journaled and runs it again later (nothing is lost while AskCody is down); a permanent one goes
 to the dead letters with the planned operations, the error and the attempts, and the unit is done.
+Optional attributes AskCody refuses are left out (:mod:`reactor.sync.apply`): the user is
+provisioned, a warning event ``scim_attributes_refused`` is logged, the refusal is recorded as a
+change (status page, ``reactor audit``), counted in ``reactor_scim_attributes_refused_total`` and
+kept in :attr:`SyncEngine.attribute_failures` until the user converges.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Opera
 from reactor.domain.work import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
 from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
-from reactor.metrics import APPLY_LAG_SECONDS, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
+from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.scim.client import AskCodyClient
+from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
-from reactor.sync.apply import apply_operations
+from reactor.sync.apply import Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths, depths
 from reactor.sync.planner import plan_user, user_attributes
 
@@ -50,6 +55,7 @@ MAX_NESTING_ROUNDS = 32
 """Groups-delta rounds over nested groups in one go, each revealing deeper ones (a guard, not a limit
 one meets: every round reads all the newly found levels)."""
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
+MAX_ATTRIBUTE_FAILURES = 1000
 Scope = Mapping[str, Mapping[str, Path]]
 Write = tuple[str, list[str], list[str] | None]
 """A membership write: (group, added or all members, removed or None: replace)."""
@@ -100,6 +106,9 @@ class SyncEngine:
         self.on_lifecycle = on_lifecycle
         self.last_reconcile_at: float | None = None
         self.last_reconcile_error: str | None = None
+        self.attribute_failures: dict[str, str] = {}
+        """Entra user id → the optional attributes AskCody refused at the user's last write, and why
+        (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
         self._group_names: dict[str, str] = {}
         self._scope_cache: tuple[str | None, Scope] = (None, Nesting().scope(settings))
@@ -248,6 +257,7 @@ class SyncEngine:
 
     async def apply(self, plan: UserPlan, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]:
         if not plan.operations:
+            self.attribute_failures.pop(plan.entra_id, None)
             return []
         known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)])
         operations = [op for op in plan.operations if not isinstance(op, EnsureGroup)]
@@ -270,6 +280,10 @@ class SyncEngine:
             text = self.readable(op, who)
             log.event("scim_applied", entra_id=plan.entra_id, operation=text, cause=cause, journal_seqs=list(seqs))
             await self.store.record_change(AppliedChange(time.time(), plan.entra_id, text, cause, who))
+        for refusal in result.refused:
+            await self._refused(refusal, who, cause)
+        if not result.refused and not result.failures:
+            self.attribute_failures.pop(plan.entra_id, None)
         if not result.failures:
             return list(result.applied)
         errors = list(result.failures.values())
@@ -289,6 +303,21 @@ class SyncEngine:
         DEAD_LETTERED.inc()
         log.event("dead_lettered", level="error", entra_id=plan.entra_id, dead_letter_id=dl, error=str(error), cause=cause)
         return list(result.applied)
+
+    async def _refused(self, refusal: Refusal, who: str, cause: str) -> None:
+        paths = [ATTRIBUTE_PATHS[name] for name in refusal.attributes]
+        text = f"user {who} written without {', '.join(paths)}: AskCody refused them ({refusal.error})"
+        for name in refusal.attributes:
+            ATTRIBUTES_REFUSED.labels(name).inc()
+        log.event(
+            "scim_attributes_refused", level="warning", entra_id=refusal.entra_id, attributes=paths,
+            error=str(refusal.error), cause=cause,
+        )
+        self.attribute_failures.pop(refusal.entra_id, None)
+        self.attribute_failures[refusal.entra_id] = text
+        while len(self.attribute_failures) > MAX_ATTRIBUTE_FAILURES:
+            self.attribute_failures.pop(next(iter(self.attribute_failures)))
+        await self.store.record_change(AppliedChange(time.time(), refusal.entra_id, text, cause, who))
 
     # groups ---------------------------------------------------------------------------------------
     async def groups_round(

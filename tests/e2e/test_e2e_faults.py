@@ -18,8 +18,9 @@ from reactor.commands import replay_dead_letters
 from reactor.demo.stack import Stack, local_stack
 from reactor.metrics import RETRIES
 from reactor.store.base import JournalItem
-from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, proxied_stack, ready
+from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, member_of, proxied_stack, ready
 from tests.support.faultproxy import ProxiedRequest
+from tests.support.page import Page
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 GRANTS = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
@@ -111,7 +112,8 @@ async def test_a_scim_400_is_dead_lettered_and_a_replay_repairs_askcody(
     def creates_hank(r: ProxiedRequest) -> bool:
         return r.method == "POST" and r.path == "/Users" and (r.json() or {}).get("userName") == "hank@contoso.com"
 
-    cause = p.proxy.reject(times=1_000, when=creates_hank)
+    # A refusal of userName itself (not of an optional attribute the user could do without).
+    cause = p.proxy.fail(400, times=1_000, when=creates_hank, scim_type="invalidValue", detail="userName is not allowed")
     uid = add_user(p.stack.sim, "hank")
     p.stack.sim.add_member(tenant_groups[ROLE], uid)
 
@@ -136,6 +138,52 @@ async def test_a_scim_400_is_dead_lettered_and_a_replay_repairs_askcody(
     assert await matches(p.direct, p.stack.sim, {ROLE: {uid}}, {uid: True})
 
 
+async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it_and_says_so(
+    proxied: Proxied, tenant_groups: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    p = proxied
+    await ready(p.stack)
+    caplog.set_level(logging.INFO, logger="reactor")
+    mail = "anna.berg@corp.contoso.local"
+
+    def posts_the_mail(r: ProxiedRequest) -> bool:
+        return r.method == "POST" and r.path == "/Users" and mail.encode() in r.body
+
+    refusal = p.proxy.reject(when=posts_the_mail)
+    uid = add_user(p.stack.sim, "anna.berg", display_name="Anna Berg", mail=mail)
+    p.stack.sim.add_member(tenant_groups[ROLE], uid)
+
+    async def provisioned() -> bool:
+        user = await p.direct.askcody_user(uid)
+        return user is not None and user.get("active") is True and await member_of(p.direct, ROLE, uid)
+
+    await eventually(provisioned, what="the user provisioned although AskCody refused its e-mail once")
+    await idle(p.stack)
+    assert refusal.hits == 1
+    warnings = [r.fields for r in caplog.records if _event(r) == "scim_attributes_refused"]  # type: ignore[attr-defined]
+    assert warnings and warnings[0]["level"] == "warning" and warnings[0]["entra_id"] == uid
+    assert 'emails[type eq "work"]' in warnings[0]["attributes"]
+    assert uid in p.stack.engine.attribute_failures
+    changes = [c for c in await p.stack.service.store.recent_changes(50) if c.entra_id == uid]
+    assert any("AskCody refused" in c.what and "emails" in c.what for c in changes)
+    page = Page()
+    page.feed(await p.stack.service.status_html())
+    failures = page.rows("failures")
+    assert any(uid in row["where"] and "AskCody refused" in row["error"] for row in failures), failures
+    assert await p.stack.service.store.dead_letters() == []
+
+    # The refusal was of one request: the next sync of the user writes what was left out.
+    p.stack.sim.update_user(uid, given_name="Anna-Sofie")
+
+    async def complete() -> bool:
+        user = await p.direct.askcody_user(uid)
+        return user is not None and [e["value"] for e in user.get("emails", [])] == [mail]
+
+    await eventually(complete, what="the e-mail written at the next sync")
+    await idle(p.stack)
+    assert uid not in p.stack.engine.attribute_failures
+
+
 async def replay(stack: Stack, ids: list[int]) -> None:
     """Replay dead letters as ``reactor deadletters replay ID…`` does (its own store handle and clients)."""
     replayed, failed = await replay_dead_letters(stack.settings, ids)
@@ -154,7 +202,7 @@ async def test_graph_429_is_retried_after_its_retry_after(
     calls, retries, unit_failures = sim.calls.copy(), graph_retries(), stack.service.dispatcher.failures
     sim.throttle(2, retry_after=7, path_prefix="/v1.0/groups/delta")
     sim.throttle(3, retry_after=7, path_prefix="/v1.0/users/")
-    caplog.set_level(logging.WARNING, logger="reactor.retry")
+    caplog.set_level(logging.WARNING, logger="reactor")
     groups, users = populate(sim, tenant_groups)
 
     await eventually(lambda: matches(stack, sim, groups, users))
@@ -162,8 +210,9 @@ async def test_graph_429_is_retried_after_its_retry_after(
     assert sim.faults.injections == []  # every throttled answer was met ...
     assert graph_retries() - retries == 5  # ... by a retry of the Graph client itself,
     assert stack.service.dispatcher.failures == unit_failures  # not by running the unit again
-    waits = [r.getMessage() for r in caplog.records if r.name == "reactor.retry" and r.getMessage().startswith("graph:")]
-    assert len(waits) == 5 and all(w.endswith("retrying in 7.00s") for w in waits), waits
+    waits = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "retrying"]
+    waits = [w for w in waits if w["target"] == "graph"]
+    assert len(waits) == 5 and all(w["wait_seconds"] == 7.0 and w["status"] == 429 for w in waits), waits
     assert sim.calls["groups_delta"] - calls["groups_delta"] >= 2 + 1
     throttled_reads = sim.calls["get_user"] - calls["get_user"] + sim.calls["users_delta"] - calls["users_delta"]
     assert throttled_reads >= 3 + len(users)

@@ -21,7 +21,8 @@ from reactor.errors import (
 from reactor.graph.auth import build_auth_provider, build_credential, scope_for
 from reactor.graph.client import GraphClient, parse_retry_after
 from reactor.metrics import REGISTRY
-from reactor.retry import RetryPolicy, recording
+from reactor.retry import RetryPolicy
+from tests.support.retries import recording
 
 TENANT = "6f3c2a10-0000-4000-8000-00000000c0de"
 TOKEN = "sim-test-token"

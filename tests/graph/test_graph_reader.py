@@ -12,8 +12,8 @@ from reactor.domain.model import EntraGroup, EntraUser
 from reactor.errors import PermanentError, TransientError
 from reactor.graph.client import GraphClient
 from reactor.graph.reader import GraphReader, GroupChange
-from reactor.retry import recording
 from reactor.store.sqlite import SQLiteStore
+from tests.support.retries import recording
 
 APP_EXT = "extension_0123456789abcdef0123456789abcdef_costCenter"
 Reader = Callable[..., GraphReader]

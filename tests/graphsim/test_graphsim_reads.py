@@ -117,3 +117,19 @@ async def test_large_initial_sync_is_fast(sim: GraphSimulator, graph: httpx.Asyn
         url = page.get("@odata.nextLink")
     assert count == 2_000
     assert time.perf_counter() - started < 5
+
+
+async def test_guests_and_hybrid_users_say_so(sim: GraphSimulator, graph: httpx.AsyncClient) -> None:
+    guest = sim.add_user(
+        user_principal_name="anna.berg_contoso.dk#EXT#@fabrikam.onmicrosoft.com", mail="anna.berg@contoso.dk",
+        user_type="Guest",
+    )
+    hybrid = sim.add_user(user_principal_name="ole.hansen@corp.contoso.local", on_premises_sync_enabled=True)
+    cloud = sim.add_user(user_principal_name="mei.chen@fabrikam.com")
+    select = {"$select": "userType,onPremisesSyncEnabled"}
+    answers = [(await graph.get(f"/users/{uid}", params=select)).json() for uid in (guest, hybrid, cloud)]
+    assert [(a["userType"], a["onPremisesSyncEnabled"]) for a in answers] == [
+        ("Guest", None), ("Member", True), ("Member", None)
+    ]
+    sim.update_user(guest, user_type="Member")
+    assert sim.get_user(guest)["userType"] == "Member"  # type: ignore[index]

@@ -305,14 +305,35 @@ def test_dashboard_is_well_formed() -> None:
 
 
 def _k8s() -> dict[str, dict[str, Any]]:
-    """kind -> the object, for every manifest under infra/kubernetes (one object of each kind)."""
+    """Every manifest under infra/kubernetes as "Kind/name" -> the object, and as "Kind" -> the object
+    for the kinds that have only one (the two Services are "Service/reactor" and "Service/reactor-admin")."""
+    docs = [
+        doc | {"_file": path.name}
+        for path in sorted(K8S.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc:
-                assert doc["kind"] not in out, f"two {doc['kind']} objects"
-                out[doc["kind"]] = doc | {"_file": path.name}
+    for doc in docs:
+        key = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '')}"
+        assert key not in out, f"two {key} objects"
+        out[key] = doc
+    kinds = [doc["kind"] for doc in docs]
+    out |= {doc["kind"]: doc for doc in docs if kinds.count(doc["kind"]) == 1}
     return out
+
+
+PUBLIC_PORT = 8080
+ADMIN_PORT = 9090
+
+
+def _container_ports(container: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def _resolve_port(port: int | str, container: dict[str, Any]) -> int:
+    """A port as a probe or a Service targets it (a number or a container port's name) -> the number."""
+    return port if isinstance(port, int) else _container_ports(container)[port]
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
@@ -347,9 +368,13 @@ def test_deployment_runs_one_hardened_replica() -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # /readyz is only on the admin listener; the probes all ask it (the kubelet reaches the pod IP).
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+        assert c[probe]["httpGet"]["path"] == path, probe
+        assert _resolve_port(c[probe]["httpGet"]["port"], c) == ADMIN_PORT, f"{probe} is not on the admin port"
+    annotations = dep["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(ADMIN_PORT), "/metrics is only on the admin listener"
+    assert annotations["prometheus.io/path"] == "/metrics"
     assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -372,12 +397,15 @@ def test_deployment_secrets_come_from_the_secret_template() -> None:
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
     secret = objs["Secret"]
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in _env(c).items() if "secretKeyRef" in e.get("valueFrom", {})}
-    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET"}
+    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET", "REACTOR_SERVER_ADMIN_TOKEN"}
     for ref in refs.values():
         assert ref["name"] == secret["metadata"]["name"]
         assert ref["key"] in secret["stringData"]
     assert refs["REACTOR_GRAPH_CLIENT_SECRET"].get("optional") is True
     assert not refs["REACTOR_ASKCODY_TOKEN"].get("optional")
+    # The admin listener binds the pod IP: without its token the reactor would not start.
+    assert not refs["REACTOR_SERVER_ADMIN_TOKEN"].get("optional")
+    assert "REACTOR_SERVER_ADMIN_TOKEN" not in objs["ConfigMap"]["data"]["reactor.toml"]
 
 
 def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path) -> None:
@@ -392,7 +420,10 @@ def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path)
     env["REACTOR_CONFIG"] = str(path)
     settings = config.load(env=env)
     assert settings.server.host == "0.0.0.0"
-    assert settings.server.port == 8080
+    assert settings.server.port == PUBLIC_PORT
+    assert settings.server.admin_host == "0.0.0.0", "the kubelet and Prometheus reach the admin listener on the pod IP"
+    assert settings.server.admin_port == ADMIN_PORT
+    assert settings.server.admin_token.reveal() == "placeholder-for-REACTOR_SERVER_ADMIN_TOKEN"
     assert settings.server.public_url.startswith("https://")
     assert settings.store.sqlite_path == "/var/lib/reactor/reactor.db"
     assert settings.askcody.token and settings.graph.client_secret
@@ -404,18 +435,13 @@ def test_service_ingress_networkpolicy_and_servicemonitor_reach_the_pod() -> Non
     pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert objs["Deployment"]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
-    container_ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert container_ports == {"http": 8080}
+    assert _container_ports(c) == {"http": PUBLIC_PORT, "admin": ADMIN_PORT}
 
-    svc = objs["Service"]
+    svc = objs["Service/reactor"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     svc_ports = {p["name"]: p for p in svc["spec"]["ports"]}
-    assert svc_ports["http"]["targetPort"] in ("http", 8080)
-
-    netpol = objs["NetworkPolicy"]["spec"]
-    assert netpol["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    assert netpol["policyTypes"] == ["Ingress"]
-    assert [p["port"] for rule in netpol["ingress"] for p in rule["ports"]] == [8080]
+    assert set(svc_ports) == {"http"} and svc_ports["http"]["port"] == PUBLIC_PORT
+    assert _resolve_port(svc_ports["http"]["targetPort"], c) == PUBLIC_PORT, "the public Service exposes only 8080"
 
     ing = objs["Ingress"]["spec"]
     assert ing["tls"] and ing["tls"][0]["hosts"]
@@ -427,14 +453,46 @@ def test_service_ingress_networkpolicy_and_servicemonitor_reach_the_pod() -> Non
             assert p["backend"]["service"]["port"]["name"] in svc_ports
             paths.add(p["path"])
     assert paths == {"/notifications", "/lifecycle"}, "only the webhook paths are public"
+    assert "defaultBackend" not in ing
     public_url = tomllib.loads(objs["ConfigMap"]["data"]["reactor.toml"])["server"]["public_url"]
     assert public_url == f"https://{ing['rules'][0]['host']}"
 
+    admin = objs["Service/reactor-admin"]
+    assert admin["spec"]["type"] == "ClusterIP", "the admin listener is never published outside the cluster"
+    assert admin["spec"]["selector"].items() <= pod_labels.items()
+    assert admin["spec"]["publishNotReadyAddresses"] is True, "scraped while /readyz fails"
+    (admin_port,) = admin["spec"]["ports"]
+    assert admin_port["port"] == ADMIN_PORT and _resolve_port(admin_port["targetPort"], c) == ADMIN_PORT
+
     sm = objs["ServiceMonitor"]
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
-    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
-    assert sm["spec"]["endpoints"][0]["port"] in svc_ports
-    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "askcody-entra-reactor"  # the job alerts expect
+    selector = sm["spec"]["selector"]["matchLabels"].items()
+    assert selector <= admin["metadata"]["labels"].items()
+    assert not selector <= svc["metadata"]["labels"].items(), "the ServiceMonitor must not select the public Service"
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == admin_port["name"] and endpoint["path"] == "/metrics"
+    assert admin["metadata"]["labels"][sm["spec"]["jobLabel"]] == "askcody-entra-reactor"  # the job alerts expect
+
+
+def test_networkpolicy_admits_the_webhooks_from_the_ingress_controller_and_the_admin_port_from_monitoring() -> None:
+    objs = _k8s()
+    pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    netpol = objs["NetworkPolicy"]["spec"]
+    assert netpol["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert netpol["policyTypes"] == ["Ingress"]
+    sources: dict[int, list[dict[str, Any]]] = {}
+    for rule in netpol["ingress"]:
+        assert rule.get("from"), f"a rule admits {rule['ports']} from anywhere"
+        for p in rule["ports"]:
+            assert p["protocol"] == "TCP"
+            sources.setdefault(p["port"], []).extend(rule["from"])
+    assert set(sources) == {PUBLIC_PORT, ADMIN_PORT}, "nothing but the two listeners"
+    namespaces = {
+        port: {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in peers}
+        for port, peers in sources.items()
+    }
+    assert all(set(peer) == {"namespaceSelector"} for peers in sources.values() for peer in peers)
+    assert namespaces == {PUBLIC_PORT: {"ingress-nginx"}, ADMIN_PORT: {"monitoring"}}
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -490,6 +548,11 @@ def test_dockerfile_multi_stage_non_root_and_configured() -> None:
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     settings = config.from_mapping({}, {k: v for k, v in env.items() if k.startswith("REACTOR_")})
     config.validate(settings, require_remote=False)
+    # `docker run` without a token works: the admin listener (status page, /metrics) stays on loopback.
+    assert settings.server.admin_host == "127.0.0.1" and not settings.server.admin_token.reveal()
+    assert settings.server.port == PUBLIC_PORT and settings.server.admin_port == ADMIN_PORT
+    exposed = {int(port.split("/")[0]) for k, v in final if k == "EXPOSE" for port in v.split()}
+    assert exposed == {PUBLIC_PORT, ADMIN_PORT}
     assert ("ENTRYPOINT", '["reactor"]') in final and ("CMD", '["serve"]') in final
     assert any(k == "VOLUME" and "/var/lib/reactor" in v for k, v in final)
     assert any(k == "HEALTHCHECK" for k, _ in final)
@@ -551,10 +614,29 @@ def _bicep() -> str:
     return (AZURE / "main.bicep").read_text()
 
 
+def _bicep_block(text: str, key: str) -> str:
+    """The text between the braces or brackets that open right after ``key:`` (its first occurrence)."""
+    m = re.search(rf"\b{key}: ([{{\[])", text)
+    assert m, f"no {key}: block"
+    close = {"{": "}", "[": "]"}[m.group(1)]
+    depth = 0
+    for i in range(m.start(1), len(text)):
+        depth += {m.group(1): 1, close: -1}.get(text[i], 0)
+        if depth == 0:
+            return text[m.start(1) + 1 : i]
+    raise AssertionError(f"unclosed {key}: block")
+
+
+def _bicep_env() -> dict[str, str]:
+    """Container env var name -> what it is set to: "value: ..." or "secretRef: ..."."""
+    return dict(re.findall(r"name: '(REACTOR_[A-Z_]+)'\s+((?:value|secretRef): [^\n]+)", _bicep()))
+
+
 def test_bicep_env_vars_are_configuration_keys() -> None:
     text = _bicep()
     names = set(re.findall(r"name: '(REACTOR_[A-Z_]+)'", text))
     assert {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_ID", "REACTOR_STORE_URL", "REACTOR_SERVER_HOST"} <= names
+    assert {"REACTOR_SERVER_ADMIN_HOST", "REACTOR_SERVER_ADMIN_PORT", "REACTOR_SERVER_ADMIN_TOKEN"} <= names
     env = {name: "x" for name in names if name != "REACTOR_CONFIG"}
     overrides = config._env_overrides(env)  # raises ConfigurationError on an unknown key
     assert sum(len(v) for v in overrides.values()) == len(env)
@@ -578,9 +660,37 @@ def test_bicep_is_balanced_and_has_what_the_brief_asks_for() -> None:
     ):
         assert f"'{rtype}" in text, rtype
     assert re.search(r"minReplicas: 1\s+maxReplicas: 1", text)
-    assert "keyVaultUrl:" in text and "external: true" in text and "targetPort: 8080" in text
-    for probe, path in (("Liveness", "/healthz"), ("Readiness", "/readyz")):
-        assert re.search(rf"type: '{probe}'\s+httpGet: {{\s+path: '{path}'", text), probe
+    assert "keyVaultUrl:" in text
+    for probe, path in (("Startup", "/healthz"), ("Liveness", "/healthz"), ("Readiness", "/readyz")):
+        assert re.search(rf"type: '{probe}'\s+httpGet: {{\s+path: '{path}'\s+port: adminPort\s", text), probe
+
+
+def test_bicep_exposes_only_the_public_listener_outside_the_environment() -> None:
+    text = re.sub(r"(^|\s)//[^\n]*", r"\1", _bicep())  # comments, not the // of 'https://...'
+    assert re.search(r"^var adminPort = 9090$", text, flags=re.M)
+    ingress = _bicep_block(text, "ingress")
+    mappings = _bicep_block(ingress, "additionalPortMappings")
+    main = ingress.replace(mappings, "")
+    assert re.search(r"\bexternal: true\b", main) and re.search(r"\btargetPort: 8080\b", main)
+    assert re.findall(r"\bexternal: (\w+)", mappings) == ["false"], "the admin port is internal to the environment"
+    assert re.findall(r"\btargetPort: (\w+)", mappings) == ["adminPort"]
+    assert text.count("external: true") == 1, "nothing else is external"
+    assert re.search(r"allowInsecure: false", main)
+
+
+def test_bicep_admin_listener_binds_all_interfaces_with_a_token_from_a_secret() -> None:
+    text = _bicep()
+    env = _bicep_env()
+    assert env["REACTOR_SERVER_ADMIN_HOST"] == "value: '0.0.0.0'"
+    assert env["REACTOR_SERVER_ADMIN_PORT"] == "value: string(adminPort)"
+    assert env["REACTOR_SERVER_PORT"] == "value: '8080'"
+    m = re.fullmatch(r"secretRef: '([\w-]+)'", env["REACTOR_SERVER_ADMIN_TOKEN"])
+    assert m, "the admin token comes from a Container Apps secret"
+    vault_ref = r"'\$\{keyVault\.properties\.vaultUri\}secrets/\$\{(\w+)\}'"
+    secret = re.search(rf"name: '{m.group(1)}'\s+keyVaultUrl: {vault_ref}", text)
+    assert secret, "the admin token secret is a Key Vault reference"
+    assert re.search(rf"^param {secret.group(1)} string = '[\w-]+'$", text, flags=re.M)
+    assert "admin_token" not in text, "no token in the generated reactor.toml"
 
 
 def test_bicep_parameters_file_matches_the_template() -> None:

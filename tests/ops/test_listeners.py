@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 from reactor.config import Secret
 from reactor.demo.stack import Stack
@@ -86,5 +87,9 @@ async def test_reactor_serve_binds_both_listeners(tmp_path: Path) -> None:
             assert (await client.get(proc.admin_url + "/metrics")).status_code == 200
             assert (await client.get(proc.admin_url + "/status.json")).json()["subscriptions"][0]["resource"] == "users"
             assert (await client.get(proc.admin_url + "/")).headers["content-type"].startswith("text/html")
+        serve = next(orjson.loads(line) for line in proc.log.read_text().splitlines() if '"event":"serve"' in line)
     finally:
         proc.kill()
+    # The start line says where each listener is and which Graph credential is in use (never a secret).
+    assert (serve["port"], serve["admin_port"], serve["store"]) == (port, proc.admin_port, "sqlite")
+    assert serve["graph_credential"] == "managed-identity"

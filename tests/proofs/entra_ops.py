@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from graphsim import GraphSimulator
 from tests.support.expected import Oracle
+from tests.support.tenant import COST_CENTERS, Kind, People
 
 KINDS: dict[str, int] = {
     "add_member": 20,
@@ -66,6 +67,11 @@ class TenantDriver:
     """How many configured groups an op may delete (a deleted group is gone for good)."""
     counter: int = 0
     applied: list[str] = field(default_factory=list)
+    people: People = field(init=False)
+    kinds: dict[str, Kind] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.people = People(self.salt, salt=self.salt)
 
     def _next(self) -> int:
         self.counter += 1
@@ -81,16 +87,9 @@ class TenantDriver:
         return [g for g in self.groups if g in self.sim.tenant.groups]
 
     def new_user(self, groups: list[str] | None = None) -> str:
-        n = self._next()
-        uid = self.sim.add_user(
-            id=guid(self.salt, n),
-            user_principal_name=f"user{n}@contoso.com",
-            display_name=f"User {n}",
-            given_name=f"Given{n}",
-            surname=f"Sur{n}",
-            mail=f"user{n}@contoso.com",
-            employee_org_data={"costCenter": f"CC-{n % 5}"},
-        )
+        person = self.people.user()
+        uid = self.sim.add_user(**person.fields())
+        self.kinds[uid] = person.kind
         for gid in groups or []:
             self.sim.add_member(gid, uid)
         self.oracle.observe(self.sim)
@@ -159,16 +158,20 @@ class TenantDriver:
             return f"{'enable' if enabled else 'disable'} {uid}"
         if op.kind == "rename":
             field_name = ("display_name", "given_name", "surname")[b % 3]
-            sim.update_user(uid, **{field_name: f"{field_name.split('_')[0].title()} {n}"})
+            name = self.people.name()
+            values = {"display_name": f"{name.given} {name.surname} ({n})", "given_name": name.given, "surname": name.surname}
+            renamed = values[field_name]
+            sim.update_user(uid, **{field_name: renamed})
             return f"rename {uid} ({field_name})"
-        if op.kind == "change_mail":
-            sim.update_user(uid, mail=f"mail{n}@contoso.com")
+        if op.kind in ("change_mail", "change_upn"):
+            upn, mail = self.people.readdress(self.kinds.get(uid, "member"), sim.tenant.users[uid].user_principal_name)
+            if op.kind == "change_upn":
+                sim.update_user(uid, user_principal_name=upn)
+                return f"new UPN for {uid}"
+            sim.update_user(uid, mail=mail or upn)
             return f"new mail for {uid}"
-        if op.kind == "change_upn":
-            sim.update_user(uid, user_principal_name=f"upn{n}@contoso.com")
-            return f"new UPN for {uid}"
         if op.kind == "cost_center":
-            value = None if b % 4 == 0 else f"CC-{n}"
+            value = None if b % 4 == 0 else f"{COST_CENTERS[n % len(COST_CENTERS)]}-{n}"
             sim.update_user(uid, employee_org_data={"costCenter": value})
             return f"cost center of {uid} = {value}"
         if op.kind == "soft_delete":

@@ -114,7 +114,7 @@ async def test_no_secret_is_ever_printed_or_logged(tmp_path: Path) -> None:
             "REACTOR_GRAPH_CLIENT_SECRET": rig.secrets["graph_client_secret"],
         }
         serving = asyncio.gather(
-            serve_until(unreachable, ports[0], tmp_path / "unreachable.log", "graph: attempt 2 failed"),
+            serve_until(unreachable, ports[0], tmp_path / "unreachable.log", '"event":"retrying","target":"graph","attempt":2'),
             serve_until(client_secret, ports[1], tmp_path / "client-secret.log", "ClientSecretCredential"),
         )
         runs = list(await asyncio.gather(
@@ -145,7 +145,7 @@ async def test_no_secret_is_ever_printed_or_logged(tmp_path: Path) -> None:
             **{" ".join(r.args): r.output for r in runs},
         }
         assert "401" in captured["reactor serve"], "the 401 paths must have been logged"
-        assert "graph: attempt 2 failed" in served[0], "the unreachable Graph must have been tried"
+        assert '"event":"retrying","target":"graph","attempt":2' in served[0], "the unreachable Graph must have been tried"
         assert "ClientSecretCredential" in served[1], "the client-secret login must have been tried"
         secrets = {**rig.secrets, **{f"clientState {i}": s for i, s in enumerate(client_states)}}
         leaks = [f"{name} in {where}" for where, text in captured.items() for name, value in secrets.items() if value in text]

@@ -12,7 +12,7 @@ from reactor.domain.model import EntraUser, UserFacts
 from reactor.domain.operations import AddMember, CreateUser, DeleteUser, EnsureGroup, RemoveMember, SetActive, UpdateUser
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
-from reactor.sync.apply import apply_operations
+from reactor.sync.apply import apply_operations, refused_attributes
 from reactor.sync.planner import plan_user, user_attributes
 from tests.support.faultproxy import fault_proxy
 from tests.support.scim_server import ScimServer
@@ -132,7 +132,9 @@ async def test_a_full_sync_batches_memberships_per_group_and_isolates_failures(
     s: Settings = config()
     people = [person(n, G1, G2) for n in range(10, 16)]
     async with fault_proxy(server.url) as proxy:
-        proxy.reject(when=lambda r: r.method == "POST" and b"user13@" in r.body)
+        # A refusal that names userName: no optional attribute to leave out, the user fails alone.
+        proxy.fail(400, when=lambda r: r.method == "POST" and b"user13@" in r.body, scim_type="invalidValue",
+                   detail="userName: not acceptable")
         async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
             ops = [op for f in people for op in plan_user(f, None, s)]
             result = await apply_operations(client, ops)
@@ -160,3 +162,71 @@ async def test_scim2_server_refuses_the_entra_member_removal(
         with pytest.raises(ScimError) as info:
             await client.remove_members(group.id, ["u-1"])
         assert info.value.status == 400 and info.value.scim_type == "invalidValue"
+
+
+def _refusal(detail: str, status: int = 400) -> ScimError:
+    return ScimError(f"POST /Users: {status}", status=status, scim_type="invalidValue", detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("detail", "left_out"),
+    [
+        ('Attribute "emails" has an invalid value', ("email",)),
+        ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter is too long", ("cost_center",)),
+        ("name.givenName and displayName: unsupported characters", ("display_name", "given_name")),
+        ("the request is invalid", ("display_name", "given_name", "family_name", "email", "cost_center")),
+        ("", ("display_name", "given_name", "family_name", "email", "cost_center")),
+        ("userName must be unique in the domain", ()),
+    ],
+)
+def test_the_optional_attributes_a_400_refuses(detail: str, left_out: tuple[str, ...]) -> None:
+    sent = ["display_name", "given_name", "family_name", "email", "cost_center"]
+    assert refused_attributes(_refusal(detail), sent) == left_out
+
+
+def test_only_a_400_leaves_attributes_out() -> None:
+    assert refused_attributes(_refusal("emails", status=403), ["email"]) == ()
+    assert refused_attributes(_refusal("emails"), []) == ()
+
+
+async def test_a_refused_e_mail_leaves_the_user_provisioned_without_it(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    s: Settings = config()
+    facts = person(20, G1, mail="anna.berg@corp.contoso.local")
+    async with fault_proxy(server.url) as proxy:
+        refusal = proxy.reject(when=lambda r: r.method == "POST" and r.path == "/Users" and b"emails" in r.body)
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            result = await apply_operations(client, plan_user(facts, None, s))
+            assert result.ok, result.failures
+            assert refusal.hits == 1 and proxy.count("POST", "/Users") == 2
+            assert [(r.entra_id, r.attributes) for r in result.refused] == [
+                (facts.entra_id, ("display_name", "given_name", "family_name", "email", "cost_center"))
+            ]
+            stored = await client.find_user(facts.entra_id)
+            assert stored is not None and stored.active and stored.user_name == "user20@contoso.com"
+            assert stored.email is None and stored.groups == frozenset(result.group_ids.values())
+
+            # AskCody keeps refusing only the e-mail, and says so: the rest is written, the e-mail left out.
+            proxy.fail(400, times=10, when=lambda r: r.method == "PATCH" and b"emails" in r.body,
+                       scim_type="invalidValue", detail="emails: invalid domain")
+            current = await client.find_user(facts.entra_id)
+            ops = plan_user(facts, current, s, group_ids=result.group_ids)
+            assert [type(op) for op in ops] == [UpdateUser]
+            again = await apply_operations(client, ops, group_ids=result.group_ids)
+            assert again.ok and [r.attributes for r in again.refused] == [("email",)]
+            stored = await client.find_user(facts.entra_id)
+            assert stored is not None and (stored.display_name, stored.cost_center, stored.email) == ("User 20", "CC-1", None)
+
+
+async def test_a_400_on_the_retry_without_optional_attributes_is_a_failure(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    facts = person(21, G1)
+    async with fault_proxy(server.url) as proxy:
+        refusal = proxy.reject(times=5, when=lambda r: r.method == "POST" and r.path == "/Users")
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            result = await apply_operations(client, plan_user(facts, None, config()))
+            assert set(result.failures) == {facts.entra_id} and result.refused == []
+            assert refusal.hits == 2  # once with the optional attributes, once without: no more
+    assert server.resources("User") == []

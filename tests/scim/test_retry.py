@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from reactor import retry
 from reactor.errors import ConflictError, PermanentError, ThrottledError, TransientError
-from reactor.metrics import REGISTRY
+from reactor.metrics import REGISTRY, RETRIES
+from tests.support.retries import recording
 
 
 class Flaky:
@@ -44,9 +47,8 @@ async def test_other_errors_are_not_retried(error: Exception) -> None:
 
 async def test_attempts_are_limited_and_kept() -> None:
     fn = Flaky(*(TransientError(f"fail {n}", status=503) for n in range(10)))
-    with pytest.raises(TransientError, match="fail 2") as info:
+    with recording() as attempts, pytest.raises(TransientError, match="fail 2"):
         await retry.call(fn, target="unit", policy=retry.RetryPolicy(attempts=3, horizon=100))
-    attempts = retry.attempts_of(info.value)
     assert [(a.number, a.error, a.status, a.target) for a in attempts] == [
         (1, "TransientError: fail 0", 503, "unit"),
         (2, "TransientError: fail 1", 503, "unit"),
@@ -59,10 +61,10 @@ async def test_attempts_are_limited_and_kept() -> None:
 async def test_the_horizon_stops_retries_whose_wait_would_cross_it() -> None:
     policy = retry.RetryPolicy(attempts=100, horizon=5, initial=1, maximum=100, jitter=0)
     fn = Flaky(*(TransientError("x") for _ in range(100)))
-    with pytest.raises(TransientError) as info:
+    with recording() as history, pytest.raises(TransientError):
         await retry.call(fn, target="unit", policy=policy)
     # waits 1, 2 then 4 would cross 5 s from the start (sleeps are skipped, the waits still count)
-    assert [a.wait for a in retry.attempts_of(info.value)] == [1, 2, None]
+    assert [a.wait for a in history] == [1, 2, None]
 
 
 async def test_backoff_is_exponential_capped_and_jittered() -> None:
@@ -74,13 +76,13 @@ async def test_backoff_is_exponential_capped_and_jittered() -> None:
 
 async def test_retry_after_replaces_the_backoff() -> None:
     fn = Flaky(ThrottledError("429", retry_after=42), ThrottledError("429", retry_after=None))
-    with retry.recording() as history:
+    with recording() as history:
         await retry.call(fn, target="unit", policy=retry.RetryPolicy(horizon=1000, initial=1, jitter=0))
     assert [a.wait for a in history] == [42, 2]  # Retry-After, then the backoff of attempt 2
 
 
-async def test_recording_spans_calls() -> None:
-    with retry.recording() as history:
+async def test_hooks_see_every_call() -> None:
+    with recording() as history:
         await retry.call(Flaky(TransientError("a")), target="one")
         await retry.call(Flaky(TransientError("b"), TransientError("c")), target="two")
     assert [(a.target, a.number) for a in history] == [("one", 1), ("two", 1), ("two", 2)]
@@ -103,21 +105,10 @@ async def test_the_testing_switch_removes_sleeps(monkeypatch: pytest.MonkeyPatch
     assert slept == [0]  # only a yield to the loop
 
 
-async def test_the_decorator() -> None:
-    calls = []
-
-    @retry.retried("unit")
-    async def fetch(x: int) -> int:
-        calls.append(x)
-        if len(calls) < 2:
-            raise TransientError("once")
-        return x * 2
-
-    assert await fetch(21) == 42 and calls == [21, 21]
-
-
-def test_policy_from_settings() -> None:
-    from reactor.config import SyncSettings
-
-    policy = retry.RetryPolicy.from_settings(SyncSettings(max_attempts=3, retry_horizon_seconds=30))
-    assert (policy.attempts, policy.horizon) == (3, 30)
+async def test_retries_are_counted_and_logged_as_events(caplog: pytest.LogCaptureFixture) -> None:
+    before = RETRIES.labels("unit")._value.get()
+    caplog.set_level(logging.WARNING, logger="reactor")
+    await retry.call(Flaky(ThrottledError("429", retry_after=3, status=429)), target="unit")
+    assert RETRIES.labels("unit")._value.get() == before + 1
+    (event,) = [r.__dict__["fields"] for r in caplog.records if r.getMessage() == "retrying"]
+    assert (event["target"], event["attempt"], event["status"], event["wait_seconds"]) == ("unit", 1, 429, 3.0)

@@ -16,10 +16,11 @@ from starlette.routing import Route
 
 from graphsim import GraphSimulator, running_simulator
 from reactor import retry
+from reactor.backoff import Backoff
 from reactor.config import GraphSettings, Secret, ServerSettings, Settings, SubscriptionSettings
 from reactor.graph.client import GraphClient
 from reactor.store.sqlite import SQLiteStore
-from subscriptions.manager import Backoff, SubscriptionManager
+from subscriptions.manager import SubscriptionManager
 from tests.support.servers import serve_asgi
 
 TENANT = "6f3c2a10-0000-4000-8000-00000000c0de"
@@ -129,7 +130,7 @@ def make_manager(
 
     def build(**overrides: Any) -> SubscriptionManager:
         chosen = overrides.pop("settings", settings)
-        kwargs: dict[str, Any] = {"clock": clock, "on_gap": gaps, "backoff": Backoff(base=60, maximum=60)}
+        kwargs: dict[str, Any] = {"clock": clock, "on_gap": gaps, "backoff": Backoff(initial=60, maximum=60, jitter=0.5)}
         kwargs.update(overrides)
         return SubscriptionManager(client, store, chosen, **kwargs)
 

@@ -15,6 +15,7 @@ from reactor.metrics import REGISTRY
 from reactor.store.sqlite import SQLiteStore
 from reactor.times import parse_iso
 from subscriptions.manager import CHANGE_TYPE, SubscriptionManager
+from subscriptions.status import publish
 
 Factory = Callable[..., SubscriptionManager]
 
@@ -63,6 +64,7 @@ async def test_ensure_creates_users_and_groups_with_handshake(
         assert item is not None and (item.seconds_to_expiry or 0) > 28 * 86400
     assert records["users"].client_state != records["groups"].client_state
     assert gaps == []
+    publish(status)  # what the service does at each scrape
     assert (REGISTRY.get_sample_value("reactor_subscription_expiry_seconds", {"resource": "users"}) or 0) > 28 * 86400
     assert (REGISTRY.get_sample_value("reactor_subscription_earliest_expiry_seconds") or 0) > 28 * 86400
 
