@@ -11,6 +11,7 @@ import pytest
 from graphsim import GraphSimulator
 from reactor.demo.stack import Stack, local_stack
 from reactor.graph.reader import chunks
+from reactor.sync.engine import NESTING_KEY
 from tests.e2e.helpers import add_user, all_users, idle, member_of, ready
 from tests.support.eventually import eventually
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
@@ -152,6 +153,43 @@ async def test_more_than_50_nested_groups_are_read_in_several_delta_queries(
     keys = [stack.engine.reader.groups_delta_key(chunk) for chunk in chunks(sites)]
     assert len(keys) == 2
     assert all([await stack.service.store.get_meta(key) for key in keys])
+
+
+async def test_reactor_sync_walks_nested_groups(stack: Stack, tenant_groups: dict[str, str]) -> None:
+    sim, top = stack.sim, tenant_groups[ROLE]
+    await ready(stack)
+    sim.faults.drop_rate = 1.0  # the reactor hears nothing: only reactor sync can find the change
+    north = sim.add_group(display_name="FM Nord")
+    temps = sim.add_group(display_name="FM Nord vikarer")
+    sim.add_member(top, north)
+    sim.add_member(north, temps)
+    sim.add_member(temps, north)
+    uid = add_user(sim, "chloé.dubois", display_name="Chloé Dubois")
+    sim.add_member(temps, uid)
+
+    plans = await stack.engine.full_plan()
+    assert [(p.entra_id, p.paths) for p in plans] == [(uid, {top: (top, north, temps)})]
+    assert await stack.askcody_user(uid) is None, "planning changes nothing"
+    await stack.engine.full_sync()
+    assert await granted(stack, ROLE, uid)
+
+
+async def test_a_store_from_before_nested_groups_finds_the_existing_nesting(
+    stack: Stack, tenant_groups: dict[str, str]
+) -> None:
+    sim, top, store = stack.sim, tenant_groups[ROLE], stack.service.store
+    await ready(stack)
+    sim.faults.drop_rate = 1.0
+    site = sim.add_group(display_name="FM Esbjerg")
+    uid = add_user(sim, "nanna.holm")
+    sim.add_member(site, uid)
+    sim.add_member(top, site)
+    # A reactor from before nested groups read this round and kept its links, but no nesting.
+    await stack.engine.reader.groups_delta()
+    await store.set_meta(NESTING_KEY, None)
+
+    await stack.engine.groups_round(cause="a group notification")
+    await eventually(lambda: granted(stack, ROLE, uid), "the nesting found by starting the round over", SECONDS)
 
 
 @pytest.fixture
