@@ -7,6 +7,7 @@ Every Graph request is counted in ``sim.calls`` by operation, then checked for t
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,7 +20,7 @@ from graphsim.control import control_routes
 from graphsim.delta import DeltaExpired, DeltaPage, DeltaQuery, DeltaResource
 from graphsim.handshake import validate_endpoint
 from graphsim.paging import CursorStore
-from graphsim.properties import group_select, render_group, render_user, user_select
+from graphsim.properties import GROUP_PROPERTIES, group_select, render_group, render_user, user_select
 from graphsim.query import max_page_size, parse_id_filter, parse_select, parse_top
 from graphsim.responses import (
     GraphHTTPError,
@@ -36,6 +37,7 @@ MAX_GROUP_FILTER_IDS = 50
 MEMBERS_PAGE = 100
 MEMBERS_MAX_TOP = 999
 CHECK_MEMBER_GROUPS_MAX = 20
+USER_CAST = "microsoft.graph.user"
 
 
 async def _json_body(request: Request) -> Any:
@@ -64,6 +66,8 @@ class GraphApi:
             Route("/groups/delta", self.groups_delta, methods=["GET"]),
             Route("/groups/{id}", self.get_group, methods=["GET"]),
             Route("/groups/{id}/members", self.list_members, methods=["GET"]),
+            Route("/groups/{id}/transitiveMembers", self.list_transitive_members, methods=["GET"]),
+            Route(f"/groups/{{id}}/transitiveMembers/{USER_CAST}", self.list_transitive_users, methods=["GET"]),
             Route("/subscriptions", self.create_subscription, methods=["POST"]),
             Route("/subscriptions", self.list_subscriptions, methods=["GET"]),
             Route("/subscriptions/{id}", self.get_subscription, methods=["GET"]),
@@ -141,7 +145,30 @@ class GraphApi:
 
     async def list_members(self, request: Request) -> Response:
         self._enter(request, "list_members")
-        key = request.path_params["id"].lower()
+        return self._directory_objects(request, "members", self._direct_members)
+
+    async def list_transitive_members(self, request: Request) -> Response:
+        self._enter(request, "list_transitive_members")
+        return self._directory_objects(request, "transitiveMembers", self._transitive_members)
+
+    async def list_transitive_users(self, request: Request) -> Response:
+        self._enter(request, "list_transitive_users")
+        return self._directory_objects(request, "transitiveMembers/microsoft.graph.user", self._transitive_users)
+
+    def _direct_members(self, group_id: str) -> list[str]:
+        return self.sim.tenant.visible_members(group_id) + self.sim.tenant.member_groups(group_id)
+
+    def _transitive_members(self, group_id: str) -> list[str]:
+        users, groups = self.sim.tenant.transitive_members(group_id)
+        return users + groups
+
+    def _transitive_users(self, group_id: str) -> list[str]:
+        return self.sim.tenant.transitive_members(group_id)[0]
+
+    def _directory_objects(self, request: Request, listing: str, member_ids: Callable[[str], list[str]]) -> Response:
+        """A paged listing of a group's members (users, then groups), fixed when its first page is read."""
+        group_id = request.path_params["id"].lower()
+        key = f"{group_id}/{listing}"
         params = request.query_params
         skip = params.get("$skiptoken")
         if skip is not None:
@@ -150,22 +177,38 @@ class GraphApi:
                 raise GraphHTTPError(400, "Request_BadRequest", "The $skiptoken is invalid or expired.")
             _, ids, select, top, offset = cursor
         else:
-            if key not in self.sim.tenant.groups:
-                raise _not_found(key)
-            select = user_select(parse_select(params.get("$select")))
+            if group_id not in self.sim.tenant.groups:
+                raise _not_found(group_id)
+            select = tuple(parse_select(params.get("$select")) or ())
+            user_select(list(select) or None)  # an unknown property: 400 before any page
             top = parse_top(params.get("$top"), MEMBERS_PAGE, MEMBERS_MAX_TOP)
-            ids, offset = self.sim.tenant.visible_members(key), 0
+            ids, offset = member_ids(group_id), 0
+        users_only = listing.endswith(USER_CAST)
         value = []
-        for uid in ids[offset : offset + top]:
-            user = self.sim.tenant.find_user(uid)
-            if user is not None:
-                value.append({"@odata.type": "#microsoft.graph.user", **render_user(user, select)})
+        for member_id in ids[offset : offset + top]:
+            item = self._directory_object(member_id, select, users_only=users_only)
+            if item is not None:
+                value.append(item)
         base = self._base(request)
-        body: dict[str, Any] = {"@odata.context": f"{base}/$metadata#directoryObjects", "value": value}
+        context = "users" if users_only else "directoryObjects"
+        body: dict[str, Any] = {"@odata.context": f"{base}/$metadata#{context}", "value": value}
         if offset + top < len(ids):
             token = self._member_pages.put((key, ids, select, top, offset + top))
-            body["@odata.nextLink"] = f"{base}/groups/{key}/members?$skiptoken={token}"
+            body["@odata.nextLink"] = f"{base}/groups/{group_id}/{listing}?$skiptoken={token}"
         return json_response(body)
+
+    def _directory_object(self, member_id: str, select: tuple[str, ...], *, users_only: bool) -> dict[str, Any] | None:
+        """A member as a listing shows it (``$select`` applies to users and groups alike, each taking
+        the properties it has); None when it is gone since the listing started."""
+        user = self.sim.tenant.find_user(member_id)
+        if user is not None:
+            return {"@odata.type": "#microsoft.graph.user", **render_user(user, user_select(list(select) or None))}
+        group = None if users_only else self.sim.tenant.groups.get(member_id)
+        if group is None:
+            return None
+        names = [name for name in select if name.lower() in GROUP_PROPERTIES]
+        chosen = group_select(names, allow_members=False) if select else group_select(None, allow_members=False)
+        return {"@odata.type": "#microsoft.graph.group", **render_group(group, chosen)}
 
     # -- delta ------------------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@
     POST   /_sim/groups                              {"display_name", "security_enabled", "id", "members"} -> 201 {"id"}
     PATCH  /_sim/groups/{id}                         {"display_name", ...}
     DELETE /_sim/groups/{id}
-    POST   /_sim/groups/{id}/members                 {"id": "<user id>"} -> 204
-    DELETE /_sim/groups/{id}/members/{uid}           -> 204
+    POST   /_sim/groups/{id}/members                 {"id": "<user or group id>"} -> 204
+    DELETE /_sim/groups/{id}/members/{uid}           -> 204 (a user or a group)
     POST   /_sim/seed                                a seed document -> counts
     GET    /_sim/faults, POST /_sim/faults           knobs (see :func:`apply_faults`) -> current knobs
     GET    /_sim/calls, DELETE /_sim/calls           Graph request counts per operation; reset them
@@ -159,7 +159,7 @@ def control_routes(sim: GraphSimulator) -> list[Route]:
     async def add_member(request: Request) -> Response:
         member = (await _body(request)).get("id")
         if not isinstance(member, str):
-            raise ValueError("the body must be {\"id\": \"<user id>\"}")
+            raise ValueError("the body must be {\"id\": \"<user or group id>\"}")
         sim.add_member(request.path_params["id"], member)
         return Response(status_code=204)
 

@@ -4,6 +4,7 @@ A round is fixed when it starts (which objects, in which order, which member cha
 rendered with its latest state when its page is served. A delta link remembers the change-log position
 at the end of its round, so it returns exactly the objects changed since, once each. A group whose
 ``members@delta`` exceeds the page size is split over several pages, the group repeated on each.
+``members@delta`` names users and nested groups, each with its ``@odata.type``, as Graph does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from graphsim.paging import CursorStore
 from graphsim.properties import MEMBERS, render_group, render_user
-from graphsim.tenant import Tenant
+from graphsim.tenant import MemberKind, Tenant
 
 DeltaResource = Literal["users", "groups"]
 DEFAULT_TOKEN_LIFETIME = 7 * 24 * 3600.0
@@ -42,7 +43,7 @@ class Entry:
     """One object of a round; for groups with members selected, a slice of its ``members@delta``."""
 
     object_id: str
-    members: tuple[tuple[str, bool], ...] | None = None
+    members: tuple[tuple[str, bool, MemberKind], ...] | None = None
 
     @property
     def cost(self) -> int:
@@ -79,7 +80,7 @@ class DeltaPage:
     delta_token: str | None = None
 
 
-def _chunks(group_id: str, changes: list[tuple[str, bool]], size: int) -> list[Entry]:
+def _chunks(group_id: str, changes: list[tuple[str, bool, MemberKind]], size: int) -> list[Entry]:
     if not changes:
         return [Entry(group_id, ())]
     return [Entry(group_id, tuple(changes[i : i + size])) for i in range(0, len(changes), size)]
@@ -145,7 +146,8 @@ class DeltaLinks:
             if ids is not None and gid not in ids:
                 continue
             if query.with_members:
-                added = [(uid, True) for uid in self.tenant.visible_members(gid)]
+                added: list[tuple[str, bool, MemberKind]] = [(uid, True, "user") for uid in self.tenant.visible_members(gid)]
+                added.extend((child, True, "group") for child in self.tenant.member_groups(gid))
                 entries.extend(_chunks(gid, added, page_size))
             else:
                 entries.append(Entry(gid))
@@ -159,7 +161,7 @@ class DeltaLinks:
                 if change.kind == "user" and (ids is None or change.object_id in ids):
                     users[change.object_id] = None
             return [Entry(uid) for uid in users]
-        touched: dict[str, dict[str, bool]] = {}
+        touched: dict[str, dict[str, tuple[bool, MemberKind]]] = {}
         for change in self.tenant.changes_since(seq):
             if ids is not None and change.object_id not in ids:
                 continue
@@ -168,11 +170,12 @@ class DeltaLinks:
             elif change.kind == "member" and query.with_members:
                 members = touched.setdefault(change.object_id, {})
                 members.pop(change.member_id, None)
-                members[change.member_id] = change.added
+                members[change.member_id] = (change.added, change.member_kind)
         entries: list[Entry] = []
         for gid, members in touched.items():
             if gid in self.tenant.groups and query.with_members:
-                entries.extend(_chunks(gid, list(members.items()), page_size))
+                changes = [(mid, added, kind) for mid, (added, kind) in members.items()]
+                entries.extend(_chunks(gid, changes, page_size))
             else:
                 entries.append(Entry(gid))
         return entries
@@ -190,12 +193,13 @@ class DeltaLinks:
             return {"id": entry.object_id, "@removed": {"reason": "deleted"}}
         out = render_group(group, query.select)
         if entry.members is not None:
-            out["members@delta"] = [_member_delta(uid, added) for uid, added in entry.members]
+            out["members@delta"] = [member_delta(mid, added, kind) for mid, added, kind in entry.members]
         return out
 
 
-def _member_delta(user_id: str, added: bool) -> dict[str, Any]:
-    item: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": user_id}
+def member_delta(member_id: str, added: bool, kind: MemberKind = "user") -> dict[str, Any]:
+    """One ``members@delta`` item: a user or a group, with ``@removed`` when it left."""
+    item: dict[str, Any] = {"@odata.type": f"#microsoft.graph.{kind}", "id": member_id}
     if not added:
         item["@removed"] = {"reason": "deleted"}
     return item

@@ -5,7 +5,7 @@ A seed document::
     {"users": [{"id": "...", "user_principal_name": "a@x.test", "display_name": "A",
                 "employee_org_data": {"costCenter": "CC1"}, "extension_attributes": {"1": "v"},
                 "extensions": {"extension_<32hex>_costCenter": "v"}, "account_enabled": true}],
-     "groups": [{"id": "...", "display_name": "Reception", "members": ["<user id>", ...]}]}
+     "groups": [{"id": "...", "display_name": "Reception", "members": ["<user or group id>", ...]}]}
 
 Keys are the keyword names of :meth:`GraphSimulator.add_user` / ``add_group``; Graph's camelCase names
 (``userPrincipalName``, ``onPremisesExtensionAttributes`` with ``extensionAttributeN`` keys, top-level
@@ -61,10 +61,11 @@ def group_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_seed(sim: GraphSimulator, document: Mapping[str, Any]) -> None:
-    """Create the document's users, then its groups with their members."""
+    """Create the document's users, then its groups, then their members (users and nested groups,
+    so a group may name one listed after it)."""
     for user in document.get("users", []):
         sim.add_user(**user_fields(user))
-    for group in document.get("groups", []):
-        group_id = sim.add_group(**group_fields(group))
+    created = [(sim.add_group(**group_fields(group)), group) for group in document.get("groups", [])]
+    for group_id, group in created:
         for member in group.get("members", []):
             sim.add_member(group_id, member if isinstance(member, str) else member["id"])

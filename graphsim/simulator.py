@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from graphsim.app import build_app
 from graphsim.delivery import Delivery
-from graphsim.delta import DeltaLinks
+from graphsim.delta import DeltaLinks, member_delta
 from graphsim.faults import Faults
 from graphsim.properties import render_group, render_user, user_select
 from graphsim.seed import load_seed
@@ -98,13 +98,13 @@ class GraphSimulator:
         """Delete a group for good (delta reports ``@removed`` reason ``deleted``)."""
         self.tenant.delete_group(group_id)
 
-    def add_member(self, group_id: str, user_id: str) -> None:
-        """Make a user a direct member of a group (no-op when it is one)."""
-        self.tenant.add_member(group_id, user_id)
+    def add_member(self, group_id: str, member_id: str) -> None:
+        """Make a user or a group a direct member of a group (no-op when it is one)."""
+        self.tenant.add_member(group_id, member_id)
 
-    def remove_member(self, group_id: str, user_id: str) -> None:
-        """Remove a direct member (no-op when it is none)."""
-        self.tenant.remove_member(group_id, user_id)
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        """Remove a direct member, a user or a group (no-op when it is none)."""
+        self.tenant.remove_member(group_id, member_id)
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         """The user as ``GET /users/{id}`` with every modelled property would show it; None when not readable."""
@@ -123,8 +123,16 @@ class GraphSimulator:
         return None if group is None else render_group(group, ("displayName", "securityEnabled"))
 
     def members(self, group_id: str) -> list[str]:
-        """Ids of the group's visible direct members."""
+        """Ids of the group's visible direct user members."""
         return self.tenant.visible_members(group_id)
+
+    def member_groups(self, group_id: str) -> list[str]:
+        """Ids of the groups nested directly in the group."""
+        return self.tenant.member_groups(group_id)
+
+    def transitive_users(self, group_id: str) -> list[str]:
+        """Ids of the visible users that are members of the group at any depth, each once."""
+        return self.tenant.transitive_members(group_id)[0]
 
     # -- knobs ---------------------------------------------------------------------------------
 
@@ -222,9 +230,7 @@ class GraphSimulator:
             for sub in self.registry.for_group(change.object_id, change_type, membership=False):
                 self._queue(sub, sub.notification(self.tenant_id, change.object_id, change_type))
         else:
-            member: dict[str, Any] = {"id": change.member_id}
-            if not change.added:
-                member["@removed"] = {"reason": "deleted"}
+            member = member_delta(change.member_id, change.added, change.member_kind)
             for sub in self.registry.for_group(change.object_id, "updated", membership=True):
                 item = sub.notification(self.tenant_id, change.object_id, "updated", **{"members@delta": [member]})
                 self._queue(sub, item)

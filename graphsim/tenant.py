@@ -1,5 +1,9 @@
 """The simulated directory: users, groups, direct memberships, and the change log delta reads.
 
+A group's members are users and groups (nested groups, as Entra has them): a group can be a member
+of several groups, cycles included (a group is never its own member). Transitive reads walk the
+nesting once per group, so cycles and diamonds end.
+
 Every mutation appends :class:`Change` records to :attr:`Tenant.log` (sequence number = position + 1)
 and hands each to the listeners (the simulator turns them into change notifications).
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ChangeKind = Literal["user", "group", "member"]
+MemberKind = Literal["user", "group"]
 ORG_DATA_KEYS = frozenset({"costCenter", "division"})
 DIRECTORY_EXTENSION = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
 USER_FIELDS = frozenset(
@@ -43,13 +48,15 @@ GROUP_FIELDS = frozenset({"display_name", "security_enabled", "description"})
 
 @dataclass(frozen=True)
 class Change:
-    """One recorded change. ``member`` changes name the group in ``object_id`` and the user in ``member_id``."""
+    """One recorded change. ``member`` changes name the group in ``object_id`` and the member (a user,
+    or a group when ``member_kind`` says so) in ``member_id``."""
 
     seq: int
     kind: ChangeKind
     object_id: str
     member_id: str = ""
     added: bool = False
+    member_kind: MemberKind = "user"
     deleted: bool = False
     """For ``user`` and ``group``: the object is gone for good."""
 
@@ -82,7 +89,8 @@ class User:
 
 @dataclass
 class Group:
-    """A group; ``members`` holds user ids in the order they were added (hidden ones included)."""
+    """A group; ``members`` holds user ids in the order they were added (hidden ones included),
+    ``member_groups`` the ids of its nested groups."""
 
     id: str
     display_name: str
@@ -90,6 +98,7 @@ class Group:
     description: str | None = None
     created_at: float = 0.0
     members: dict[str, None] = field(default_factory=dict)
+    member_groups: dict[str, None] = field(default_factory=dict)
 
 
 def _guid(value: str | None) -> str:
@@ -150,6 +159,7 @@ class Tenant:
         self.log: list[Change] = []
         self.listeners: list[Callable[[Change], None]] = []
         self._member_of: dict[str, dict[str, None]] = {}
+        self._parents: dict[str, dict[str, None]] = {}
         self._by_upn: dict[str, str] = {}
 
     @property
@@ -189,6 +199,26 @@ class Tenant:
         """Ids of the group's members that are not soft-deleted."""
         group = self.group(group_id)
         return [uid for uid in group.members if not self.users[uid].soft_deleted]
+
+    def member_groups(self, group_id: str) -> list[str]:
+        """Ids of the groups that are direct members of the group."""
+        return list(self.group(group_id).member_groups)
+
+    def transitive_members(self, group_id: str) -> tuple[list[str], list[str]]:
+        """The visible users and the groups that are members of the group at any depth, each once,
+        breadth first (the group itself is not its own member, even in a cycle)."""
+        root = self.group(group_id)
+        users: dict[str, None] = {}
+        groups: dict[str, None] = {}
+        queue = [root.id]
+        while queue:
+            group = self.groups[queue.pop(0)]
+            users.update((uid, None) for uid in group.members if not self.users[uid].soft_deleted)
+            for child in group.member_groups:
+                if child != root.id and child not in groups:
+                    groups[child] = None
+                    queue.append(child)
+        return list(users), list(groups)
 
     def groups_of(self, user_id: str) -> list[str]:
         """Ids of the groups the user is a direct member of (empty for a soft-deleted user)."""
@@ -330,26 +360,48 @@ class Tenant:
         self._record("group", group.id)
 
     def delete_group(self, group_id: str) -> None:
+        """Delete a group; it leaves the groups it was a member of (recorded as their membership changes)."""
         group = self.group(group_id)
+        for parent_id in self._parents.pop(group.id, {}):
+            self.groups[parent_id].member_groups.pop(group.id, None)
+            self._record("member", parent_id, member_id=group.id, added=False, member_kind="group")
         del self.groups[group.id]
         for user_id in group.members:
             self._member_of.get(user_id, {}).pop(group.id, None)
+        for child in group.member_groups:
+            self._parents.get(child, {}).pop(group.id, None)
         self._record("group", group.id, deleted=True)
 
-    def add_member(self, group_id: str, user_id: str) -> None:
-        """Add a direct member; a no-op when it is one already."""
+    def add_member(self, group_id: str, member_id: str) -> None:
+        """Add a direct member, a user or a group; a no-op when it is one already. A group cannot be
+        its own member (``ValueError``); cycles through other groups are allowed."""
         group = self.group(group_id)
-        user = self.present_user(user_id)
+        if member_id.lower() in self.groups:
+            child = self.groups[member_id.lower()]
+            if child.id == group.id:
+                raise ValueError(f"group {group_id} cannot be a member of itself")
+            if child.id in group.member_groups:
+                return
+            group.member_groups[child.id] = None
+            self._parents.setdefault(child.id, {})[group.id] = None
+            self._record("member", group.id, member_id=child.id, added=True, member_kind="group")
+            return
+        user = self.present_user(member_id)
         if user.id in group.members:
             return
         group.members[user.id] = None
         self._member_of.setdefault(user.id, {})[group.id] = None
         self._record("member", group.id, member_id=user.id, added=True)
 
-    def remove_member(self, group_id: str, user_id: str) -> None:
-        """Remove a direct member; a no-op when it is none."""
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        """Remove a direct member (a user or a group); a no-op when it is none."""
         group = self.group(group_id)
-        uid = user_id.lower()
+        uid = member_id.lower()
+        if uid in group.member_groups:
+            del group.member_groups[uid]
+            self._parents.get(uid, {}).pop(group.id, None)
+            self._record("member", group.id, member_id=uid, added=False, member_kind="group")
+            return
         if uid not in group.members:
             return
         del group.members[uid]

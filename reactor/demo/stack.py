@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,14 @@ async def local_stack(
     scim_app: Any = None,
     scim_url: str | None = None,
     scim_token: str | None = None,
+    direct_only: Collection[str] = (),
     **overrides: Mapping[str, Any],
 ) -> AsyncIterator[Stack]:
     """Run the simulator, scim2-server (unless ``scim_url`` names another target) and the reactor.
 
-    ``groups`` maps the Entra group id to ``(askcody_group, grants)``; ``overrides`` replace settings
-    per section (e.g. ``sync={"reconcile_interval_seconds": 5}``).
+    ``groups`` maps the Entra group id to ``(askcody_group, grants)``; the groups in ``direct_only``
+    get ``nested = false``; ``overrides`` replace settings per section (e.g.
+    ``sync={"reconcile_interval_seconds": 5}``).
     """
     token = scim_token or secrets.token_urlsafe(16)
     app = scim_app if scim_app is not None else build_scim_application(token)
@@ -107,7 +109,8 @@ async def local_stack(
             Settings(
                 server=base.server, graph=base.graph, askcody=base.askcody, store=base.store, sync=base.sync,
                 subscriptions=base.subscriptions, attributes=base.attributes,
-                groups=tuple(GroupMapping(id=gid, askcody_group=name, grants=grants)  # type: ignore[arg-type]
+                groups=tuple(GroupMapping(id=gid, askcody_group=name, grants=grants,  # type: ignore[arg-type]
+                                          nested=gid not in direct_only)
                              for gid, (name, grants) in groups.items()),
             )
         )

@@ -35,6 +35,7 @@ USER_FIELDS = ("id", "userPrincipalName", "displayName", "givenName", "surname",
 GROUP_DELTA_SELECT = "displayName,members"
 GROUP_FILTER_CHUNK = 50
 USER_TYPE = "#microsoft.graph.user"
+GROUP_TYPE = "#microsoft.graph.group"
 PAGE_SIZE = 999
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ID_SHOWN = 40
@@ -45,12 +46,22 @@ A = TypeVar("A", bound="_Accumulator")
 
 class GroupChange(NamedTuple):
     """What a groups delta round says about one group (merged across pages). ``deleted`` when Graph
-    reports it ``@removed`` (soft or permanent delete); ``display_name`` None when not reported."""
+    reports it ``@removed`` (soft or permanent delete); ``display_name`` None when not reported.
+    ``*_member_ids`` are user members, ``*_group_ids`` nested groups (members of type group)."""
 
     display_name: str | None
     deleted: bool
     added_member_ids: frozenset[str]
     removed_member_ids: frozenset[str]
+    added_group_ids: frozenset[str] = frozenset()
+    removed_group_ids: frozenset[str] = frozenset()
+
+
+class GroupMembers(NamedTuple):
+    """The direct members of a group: users and nested groups."""
+
+    user_ids: frozenset[str]
+    group_ids: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,8 @@ class GroupsDelta:
     """Groups in scope reported by one delta round, keyed by group id.
 
     With ``full`` every group in scope that exists is in ``groups`` with all its user members in
-    ``added_member_ids``; otherwise ``groups`` holds only the groups that changed.
+    ``added_member_ids`` and its nested groups in ``added_group_ids``; otherwise ``groups`` holds
+    only the groups that changed.
     """
 
     groups: dict[str, GroupChange]
@@ -138,6 +150,10 @@ def _is_user(obj: Mapping[str, Any]) -> bool:
     return kind is None or str(kind).lower() == USER_TYPE
 
 
+def _is_group(obj: Mapping[str, Any]) -> bool:
+    return str(obj.get("@odata.type", "")).lower() == GROUP_TYPE
+
+
 def chunks(ids: Iterable[str], size: int = GROUP_FILTER_CHUNK) -> list[tuple[str, ...]]:
     """Sorted ids in chunks of at most ``size`` (Graph's limit for ``id eq`` filters on groups)."""
     ordered = sorted(set(ids))
@@ -172,6 +188,7 @@ class _GroupAcc(_Accumulator):
         self.names: dict[str, str | None] = {}
         self.deleted: dict[str, bool] = {}
         self.members: dict[str, dict[str, bool]] = {}
+        self.groups: dict[str, dict[str, bool]] = {}
 
     def add(self, items: list[Any]) -> None:
         for obj in items:
@@ -180,13 +197,18 @@ class _GroupAcc(_Accumulator):
             gid = str(obj["id"])
             self.names.setdefault(gid, None)
             members = self.members.setdefault(gid, {})
+            groups = self.groups.setdefault(gid, {})
             self.deleted[gid] = removed_state(obj) != "present"
             if obj.get("displayName") is not None:
                 self.names[gid] = str(obj["displayName"])
             for member in obj.get("members@delta") or ():
-                if isinstance(member, Mapping) and "id" in member and _is_user(member):
-                    # A later page wins for the same member: Graph documents no order, pages are our best one.
+                if not isinstance(member, Mapping) or "id" not in member:
+                    continue
+                # A later page wins for the same member: Graph documents no order, pages are our best one.
+                if _is_user(member):
                     members[str(member["id"])] = "@removed" not in member
+                elif _is_group(member):
+                    groups[str(member["id"])] = "@removed" not in member
 
     def result(self) -> dict[str, GroupChange]:
         return {
@@ -195,6 +217,8 @@ class _GroupAcc(_Accumulator):
                 deleted=self.deleted.get(gid, False),
                 added_member_ids=frozenset(m for m, added in members.items() if added),
                 removed_member_ids=frozenset(m for m, added in members.items() if not added),
+                added_group_ids=frozenset(g for g, added in self.groups[gid].items() if added),
+                removed_group_ids=frozenset(g for g, added in self.groups[gid].items() if not added),
             )
             for gid, members in self.members.items()
         }
@@ -239,16 +263,26 @@ class GraphReader:
             return None
         return EntraGroup(id=str(obj.get("id", group_id)), display_name=obj.get("displayName") or "")
 
-    async def group_member_ids(self, group_id: str) -> set[str]:
-        """Ids of the users that are direct members of the group (all pages). 404 raises NotFoundError."""
-        out: set[str] = set()
+    async def group_members(self, group_id: str) -> GroupMembers:
+        """The direct members of the group, users and nested groups (all pages). 404 raises NotFoundError."""
+        users: set[str] = set()
+        groups: set[str] = set()
         url: str | None = f"groups/{object_id('group', group_id)}/members"
         params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
         while url:
             page = await self.client.get_json(url, params, operation="group_members")
-            out.update(str(m["id"]) for m in page.get("value", ()) if isinstance(m, dict) and "id" in m and _is_user(m))
+            for m in page.get("value", ()):
+                if isinstance(m, dict) and "id" in m:
+                    if _is_user(m):
+                        users.add(str(m["id"]))
+                    elif _is_group(m):
+                        groups.add(str(m["id"]))
             url, params = page.get("@odata.nextLink"), None
-        return out
+        return GroupMembers(frozenset(users), frozenset(groups))
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """Ids of the users that are direct members of the group (all pages). 404 raises NotFoundError."""
+        return set((await self.group_members(group_id)).user_ids)
 
     async def user_group_ids(self, user_id: str, scope: Iterable[str] | None = None) -> frozenset[str]:
         """Ids of the groups (in ``scope``, default the configured groups) the user is a direct member of.

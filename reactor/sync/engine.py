@@ -4,7 +4,9 @@
   store (kept current by groups delta), find what AskCody holds, plan, apply;
 - dirty **groups**: one groups-delta round serves every pending group notification; the membership
   changes are stored and each affected user is queued as a dirty user (so that one user is still
-  never synced by two workers at once);
+  never synced by two workers at once). The round covers the configured groups and the groups
+  nested in them (:mod:`reactor.sync.nesting`): a notification about a nested group carries that
+  group's id, and its changes reach the users through the configured groups it is nested in;
 - a **reconcile**: a users- and groups-delta round from the stored delta links, queueing every user
   in scope that changed; a full one when a delta token expired.
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,20 +36,29 @@ from reactor.domain.model import EntraUser, ScimUser, UserFacts
 from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
 from reactor.domain.work import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
-from reactor.graph.reader import GraphReader, GroupsDelta
+from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
 from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
 from reactor.sync.apply import Refusal, apply_operations
+from reactor.sync.nesting import Nesting, Path, configured_paths, depths
 from reactor.sync.planner import plan_user, user_attributes
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 AFFECTED_KEY = "groups:affected-users"
 """Store meta key: users affected by a groups-delta round whose membership changes are stored but
 whose users may not be journaled yet (a crash in between); the next round queues them too."""
+NESTING_KEY = "groups:nesting"
+"""Store meta key: the nesting of the tracked groups (:class:`~reactor.sync.nesting.Nesting`)."""
+MAX_NESTING_ROUNDS = 32
+"""Groups-delta rounds over nested groups in one go, each revealing deeper ones (a guard, not a limit
+one meets: every round reads all the newly found levels)."""
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
 MAX_ATTRIBUTE_FAILURES = 1000
+Scope = Mapping[str, Mapping[str, Path]]
+Write = tuple[str, list[str], list[str] | None]
+"""A membership write: (group, added or all members, removed or None: replace)."""
 
 
 @dataclass
@@ -59,6 +71,8 @@ class UserPlan:
     operations: list[Operation] = field(default_factory=list)
     known_as: str = ""
     """The userName last applied to AskCody (from the mapping's state): names a user Graph no longer knows."""
+    paths: dict[str, Path] = field(default_factory=dict)
+    """Configured group in scope → the groups from it down to the one the user is a direct member of."""
 
     @property
     def who(self) -> str:
@@ -97,6 +111,7 @@ class SyncEngine:
         (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
         self._group_names: dict[str, str] = {}
+        self._scope_cache: tuple[str | None, Scope] = (None, Nesting().scope(settings))
         # Delta rounds are read, stored and queued one at a time, and their deltaLinks kept only
         # after that: a crash in between reads the same changes again instead of losing them, and a
         # reconcile and a groups round never apply overlapping rounds in the wrong order.
@@ -136,23 +151,37 @@ class SyncEngine:
         """Entra group id → AskCody SCIM group id, for the groups AskCody is known to hold."""
         return {m.entra_id: m.scim_id for m in await self.store.mappings("group")}
 
+    async def scope(self) -> Scope:
+        """Tracked group → the configured groups it puts its direct members in, with the paths (from
+        the nesting kept in the store)."""
+        raw = await self.store.get_meta(NESTING_KEY)
+        if raw != self._scope_cache[0]:
+            self._scope_cache = (raw, Nesting.loads(raw).scope(self.settings))
+        return self._scope_cache[1]
+
     async def plan(self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
-                   read_user: bool = True, group_ids: dict[str, str] | None = None) -> UserPlan:
-        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing."""
+                   read_user: bool = True, group_ids: dict[str, str] | None = None,
+                   scope: Scope | None = None) -> UserPlan:
+        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing.
+
+        ``groups``: the groups the user is a direct member of (default: from the store), configured or
+        nested in configured ones; ``scope`` the nesting they are read through (default: the store's).
+        """
         if read_user:
             user = await self.reader.get_user(entra_id)
         if groups is None:
             groups = frozenset(await self.store.groups_of(entra_id))
-        facts = UserFacts(entra_id=entra_id, user=user, groups=groups & self.settings.group_ids)
+        paths = configured_paths(groups, scope if scope is not None else await self.scope())
+        facts = UserFacts(entra_id=entra_id, user=user, groups=frozenset(paths))
         mapping = await self.store.get_mapping("user", entra_id)
         if not facts.groups and mapping is None:
             # Never provisioned by us and not in scope: leave it alone without asking AskCody.
-            return UserPlan(entra_id, facts, None)
+            return UserPlan(entra_id, facts, None, paths=paths)
         current = await self._current(entra_id, user, mapping)
         known = group_ids if group_ids is not None else await self.group_ids()
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
-        return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping))
+        return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping), paths=paths)
 
     async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
         """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
@@ -296,47 +325,59 @@ class SyncEngine:
     ) -> set[str]:
         """One groups-delta round: store membership changes, queue the affected users. Returns them."""
         async with self._delta_lock:
-            delta = await self.reader.groups_delta(commit=False)
-            affected = await self._store_group_changes(delta)
-            await self._queue_users(affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
-            await self._groups_delta_done(delta)
-        return affected
+            rounds = await self._store_group_changes()
+            await self._queue_users(rounds.affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
+            await self._groups_delta_done(rounds)
+        return rounds.affected
 
-    async def _store_group_changes(self, delta: GroupsDelta) -> set[str]:
-        """Store a round's membership changes; returns the users they affect, with those of an earlier
-        round that was cut short before its users were journaled (see :data:`AFFECTED_KEY`).
-        The caller journals them, then calls :meth:`_groups_delta_done`."""
+    async def _store_group_changes(self) -> _GroupRounds:
+        """Groups-delta rounds over the configured groups, then over the groups nested in them (again
+        while a round reveals deeper ones); store the membership changes and the nesting. Returns the
+        rounds with the users they affect, those of an earlier round that was cut short before its
+        users were journaled included (see :data:`AFFECTED_KEY`). The caller journals the users,
+        then calls :meth:`_groups_delta_done`.
+
+        The nested groups have delta links of their own (50 ids a query, as many links as needed):
+        when the set of nested groups changes, their round starts over and reads every nested group
+        whole, while the configured groups' links stay as they are.
+        """
         earlier = await self.store.get_meta(AFFECTED_KEY)
         affected: set[str] = set(orjson.loads(earlier)) if earlier else set()
-        writes: list[tuple[str, list[str], list[str] | None]] = []  # (group, added or all, removed or None: replace)
-        seen = set()
-        for gid, change in delta.groups.items():
-            if gid not in self.settings.group_ids:
-                continue
-            seen.add(gid)
-            if change.deleted:
-                old = await self.store.members_of(gid)
-                writes.append((gid, [], None))
-                affected |= old
-                log.event("group_deleted", group_id=gid, members=len(old))
-            elif delta.full:
-                old = await self.store.members_of(gid)
-                new = set(change.added_member_ids) - set(change.removed_member_ids)
-                writes.append((gid, sorted(new), None))
-                affected |= old ^ new
-            else:
-                writes.append((gid, sorted(change.added_member_ids), sorted(change.removed_member_ids)))
-                affected |= set(change.added_member_ids) | set(change.removed_member_ids)
-        if delta.full:
-            for gid in self.settings.group_ids - seen:
-                # A full round that does not mention a configured group: it no longer exists (or is empty).
-                old = await self.store.members_of(gid)
-                if old:
-                    exists = await self.reader.get_group(gid)
-                    new = await self.reader.group_member_ids(gid) if exists is not None else set()
-                    writes.append((gid, sorted(new), None))
-                    affected |= old ^ new
-        if writes and affected:
+        raw = await self.store.get_meta(NESTING_KEY)
+        before = Nesting.loads(raw)
+        after = before.copy()
+        configured = self.settings.group_ids
+        if raw is None:
+            # No nesting recorded yet (a new store, or one from before nested groups): the configured
+            # groups' round starts over, so that the groups nested in them are seen.
+            for chunk in chunks(configured):
+                await self.store.set_meta(self.reader.groups_delta_key(chunk), None)
+        first = await self.reader.groups_delta(configured, commit=False)
+        writes = await self._group_changes(first, configured, after, affected)
+        deltas = [first]
+        read: frozenset[str] = frozenset()
+        nested_delta: GroupsDelta | None = None
+        for _ in range(MAX_NESTING_ROUNDS):
+            nested = after.tracked(self.settings) - configured
+            if nested <= read:
+                break
+            nested_delta = await self.reader.groups_delta(nested, commit=False)
+            writes += await self._group_changes(nested_delta, nested, after, affected)
+            read = nested
+        else:
+            log.event("nesting_unsettled", level="warning", rounds=MAX_NESTING_ROUNDS, nested_groups=len(read))
+        if nested_delta is not None:
+            deltas.append(nested_delta)
+        after.prune(self.settings)
+        after.delta_ids = read
+        scope_before, scope_after = before.scope(self.settings), after.scope(self.settings)
+        for gid in sorted(set(scope_before) | set(scope_after)):
+            if scope_before.get(gid, {}).keys() != scope_after.get(gid, {}).keys():
+                # Nested into or out of a configured group: its direct members gain or lose that group.
+                affected |= await self.store.members_of(gid)
+                if gid not in scope_after:
+                    writes.append((gid, [], None))
+        if affected:
             # Who is affected is known only before the store changes (a deleted group's members):
             # keep it durably until the caller has journaled them.
             await self.store.set_meta(AFFECTED_KEY, orjson.dumps(sorted(affected)).decode())
@@ -345,11 +386,65 @@ class SyncEngine:
                 await self.store.replace_members(gid, members)
             else:
                 await self.store.update_members(gid, members, removed)
-        return affected
+        if raw is None or after.dumps() != raw:
+            await self.store.set_meta(NESTING_KEY, after.dumps())
+        old_depths, new_depths = depths(scope_before), depths(scope_after)
+        for gid in sorted(configured):
+            if old_depths.get(gid) != new_depths.get(gid):
+                count, deepest = new_depths.get(gid, (0, 0))
+                log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
+        stale = {self.reader.groups_delta_key(c) for c in chunks(before.delta_ids)} - {
+            self.reader.groups_delta_key(c) for c in chunks(read)
+        }
+        return _GroupRounds(deltas, affected, first.full, sorted(stale))
 
-    async def _groups_delta_done(self, delta: GroupsDelta) -> None:
-        """The round's affected users are journaled: keep its deltaLinks, forget the affected users."""
-        await self.reader.commit(delta)
+    async def _group_changes(self, delta: GroupsDelta, ids: frozenset[str], nesting: Nesting, affected: set[str]) -> list[Write]:
+        """The membership writes of one round over the groups ``ids``; records its nesting changes in
+        ``nesting`` and the users it affects in ``affected``. Writes nothing."""
+        writes: list[Write] = []
+        seen = set()
+        for gid, change in delta.groups.items():
+            if gid not in ids:
+                continue
+            seen.add(gid)
+            if change.deleted:
+                old = await self.store.members_of(gid)
+                writes.append((gid, [], None))
+                affected |= old
+                nesting.forget(gid)
+                log.event("group_deleted", group_id=gid, members=len(old))
+            elif delta.full:
+                old = await self.store.members_of(gid)
+                new = set(change.added_member_ids) - set(change.removed_member_ids)
+                writes.append((gid, sorted(new), None))
+                affected |= old ^ new
+                nesting.replace(gid, change.added_group_ids - change.removed_group_ids)
+            else:
+                writes.append((gid, sorted(change.added_member_ids), sorted(change.removed_member_ids)))
+                affected |= set(change.added_member_ids) | set(change.removed_member_ids)
+                nesting.add(gid, change.added_group_ids, change.removed_group_ids)
+        if delta.full:
+            for gid in ids - seen:
+                # A full round that does not mention a group: it no longer exists (or is empty).
+                old = await self.store.members_of(gid)
+                if old or nesting.edges.get(gid):
+                    exists = await self.reader.get_group(gid)
+                    now = await self.reader.group_members(gid) if exists is not None else GroupMembers(frozenset(), frozenset())
+                    writes.append((gid, sorted(now.user_ids), None))
+                    affected |= old ^ now.user_ids
+                    if exists is None:
+                        nesting.forget(gid)
+                    else:
+                        nesting.replace(gid, now.group_ids)
+        return writes
+
+    async def _groups_delta_done(self, rounds: _GroupRounds) -> None:
+        """The rounds' affected users are journaled: keep their deltaLinks, forget the links of an
+        older set of nested groups and the affected users."""
+        for delta in rounds.deltas:
+            await self.reader.commit(delta)
+        for key in rounds.stale_links:
+            await self.store.set_meta(key, None)
         if await self.store.get_meta(AFFECTED_KEY) is not None:
             await self.store.set_meta(AFFECTED_KEY, None)
 
@@ -400,20 +495,20 @@ class SyncEngine:
         started = time.perf_counter()
         try:
             async with self._delta_lock:
-                gdelta = await self.reader.groups_delta(commit=False)
-                affected = await self._store_group_changes(gdelta)
+                rounds = await self._store_group_changes()
+                affected = set(rounds.affected)
                 udelta = await self.reader.users_delta(commit=False)
                 known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
-                if udelta.full or gdelta.full:
+                if udelta.full or rounds.full:
                     affected |= known
                 else:
                     affected |= {u.id for u in udelta.users if u.id in known}
                 await self._queue_users(affected, cause, reconcile=True)
-                await self._groups_delta_done(gdelta)
+                await self._groups_delta_done(rounds)
                 await self.reader.commit(udelta)
             self.last_reconcile_at = time.time()
             self.last_reconcile_error = None
-            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or gdelta.full)
+            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
             return affected
         except ReactorError as exc:
             self.last_reconcile_error = str(exc)
@@ -421,36 +516,72 @@ class SyncEngine:
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def full_plan(self) -> list[UserPlan]:
-        """Read every group in scope and its members from Graph and plan every user (changes nothing)."""
-        members: dict[str, set[str]] = {}
-        for g in self.settings.groups:
+    async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
+        """Read from Graph every configured group and every group nested in one with ``nested = true``:
+        the direct user members of each, and the nesting. Each group is read once (cycles end)."""
+        members: dict[str, frozenset[str]] = {}
+        nesting = Nesting()
+
+        async def read(gid: str) -> frozenset[str]:
             try:
-                ids = await self.reader.group_member_ids(g.id)
+                found = await self.reader.group_members(gid)
             except NotFoundError:
-                ids = set()
-            for uid in ids:
-                members.setdefault(uid, set()).add(g.id)
-        everyone = set(members) | {m.entra_id for m in await self.store.mappings("user")}
+                found = GroupMembers(frozenset(), frozenset())
+            members[gid] = found.user_ids
+            nesting.replace(gid, found.group_ids)
+            return found.group_ids
+
+        queue = deque(g.id for g in self.settings.groups if g.nested)
+        queued = set(queue)
+        while queue:
+            for child in sorted(await read(queue.popleft())):
+                if child not in queued:
+                    queued.add(child)
+                    queue.append(child)
+        for g in self.settings.groups:
+            if g.id not in members:
+                await read(g.id)
+        nesting.prune(self.settings)
+        return members, nesting
+
+    async def full_plan(self) -> list[UserPlan]:
+        """Read every group in scope (nested ones included) and its members from Graph and plan every
+        user (changes nothing)."""
+        members, nesting = await self.read_groups()
+        return await self._plan_all(members, nesting)
+
+    async def _plan_all(self, members: Mapping[str, frozenset[str]], nesting: Nesting) -> list[UserPlan]:
+        direct: dict[str, set[str]] = {}
+        for gid, uids in members.items():
+            for uid in uids:
+                direct.setdefault(uid, set()).add(gid)
+        everyone = set(direct) | {m.entra_id for m in await self.store.mappings("user")}
         group_ids = await self.group_ids()
+        scope = nesting.scope(self.settings)
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(uid: str) -> UserPlan:
             async with sem:
-                return await self.plan(uid, groups=frozenset(members.get(uid, ())), group_ids=group_ids)
+                return await self.plan(uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope)
 
         plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
         return [p for p in plans if p.operations]
 
     async def full_sync(self, *, cause: str = "reactor sync") -> list[UserPlan]:
-        """Full reconcile: store Graph's memberships, plan every user, apply. Returns the plans applied."""
-        for g in self.settings.groups:
-            try:
-                ids = await self.reader.group_member_ids(g.id)
-            except NotFoundError:
-                ids = set()
-            await self.store.replace_members(g.id, sorted(ids))
-        plans = await self.full_plan()
+        """Full reconcile: store Graph's memberships and nesting, plan every user, apply. Returns the plans applied."""
+        members, nesting = await self.read_groups()
+        async with self._delta_lock:
+            before = Nesting.loads(await self.store.get_meta(NESTING_KEY))
+            for gid in sorted(before.tracked(self.settings) - members.keys()):
+                await self.store.replace_members(gid, [])
+            for gid, uids in members.items():
+                await self.store.replace_members(gid, sorted(uids))
+            nesting.delta_ids = before.delta_ids
+            await self.store.set_meta(NESTING_KEY, nesting.dumps())
+        for gid, (count, deepest) in sorted(depths(nesting.scope(self.settings)).items()):
+            if count:
+                log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
+        plans = await self._plan_all(members, nesting)
         failures: list[BaseException] = []
         for p in plans:
             try:
@@ -460,6 +591,18 @@ class SyncEngine:
         if failures:
             raise failures[0]
         return plans
+
+
+@dataclass(frozen=True)
+class _GroupRounds:
+    """What :meth:`SyncEngine._store_group_changes` read and stored."""
+
+    deltas: list[GroupsDelta]
+    affected: set[str]
+    full: bool
+    """The configured groups' round started over (every user we know is looked at again)."""
+    stale_links: list[str]
+    """Store meta keys of delta links of an older set of nested groups."""
 
 
 def _applied_state(plan: UserPlan) -> dict[str, Any]:

@@ -325,3 +325,27 @@ async def test_groups_delta_full_is_all_or_nothing(sim: GraphSimulator, reader_f
     assert result.groups[groups[1]].added_member_ids == {b}
     assert result.groups[groups[55]].added_member_ids == {b}
     assert not (await reader.groups_delta()).full
+
+
+async def test_nested_groups_in_members_and_in_groups_delta(sim: GraphSimulator, reader_for: Reader) -> None:
+    top = sim.add_group(display_name="Reception")
+    cph = sim.add_group(display_name="Reception-CPH")
+    night = sim.add_group(display_name="Reception-CPH-Night")
+    ane, bo = (sim.add_user(user_principal_name=f"{n}@contoso.dk") for n in ("ane", "bo"))
+    sim.add_member(top, ane)
+    sim.add_member(top, cph)
+    sim.add_member(cph, bo)
+    reader = reader_for(groups=(top,), page_size=1)
+    members = await reader.group_members(top)
+    assert (members.user_ids, members.group_ids) == (frozenset({ane}), frozenset({cph}))
+    assert await reader.group_member_ids(top) == {ane}
+
+    first = await reader.groups_delta([top, cph])
+    assert first.groups[top].added_group_ids == {cph}
+    assert first.groups[top].added_member_ids == {ane}
+    sim.add_member(cph, night)
+    sim.remove_member(top, cph)
+    second = await reader.groups_delta([top, cph])
+    assert second.groups[cph].added_group_ids == {night}
+    assert second.groups[top].removed_group_ids == {cph}
+    assert second.groups[top].removed_member_ids == frozenset()

@@ -72,8 +72,8 @@ async def test_which_subscriptions_hear_which_changes(sim: GraphSimulator, recei
             if i["subscriptionId"] == sub_id
         ]
 
-    added = [{"id": uid}]
-    removed = [{"id": uid, "@removed": {"reason": "deleted"}}]
+    added = [{"@odata.type": "#microsoft.graph.user", "id": uid}]
+    removed = [{"@odata.type": "#microsoft.graph.user", "id": uid, "@removed": {"reason": "deleted"}}]
     group = f"Groups/{gid}"
     user = f"Users/{uid}"
     assert heard(users_sub) == [("updated", user, None), ("updated", user, None), ("deleted", user, None)]

@@ -5,6 +5,9 @@ An :class:`Op` names a kind and two numbers that pick its targets among what exi
 with nothing to act on is skipped. Hypothesis generates ops directly; :func:`random_ops` draws them
 from a seeded ``random.Random``. Every id, userPrincipalName and mail is unique for the whole run
 (nothing is ever reused), so that matching by userName or e-mail can only find the right user.
+
+With ``nested_groups`` (groups outside the configuration), ops also nest groups into one another
+(cycles and diamonds included), take them out again, put users into them and delete them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ KINDS: dict[str, int] = {
     "restore": 5,
     "hard_delete": 3,
     "delete_group": 1,
+    "nest": 6,
+    "unnest": 4,
 }
 """Op kinds and their weights in :func:`random_ops`."""
 
@@ -64,7 +69,9 @@ class TenantDriver:
     """The configured Entra groups, in a stable order (deleted ones are dropped from it)."""
     salt: int = 1
     deletable_groups: int = 1
-    """How many configured groups an op may delete (a deleted group is gone for good)."""
+    """How many groups an op may delete (a deleted group is gone for good)."""
+    nested_groups: list[str] = field(default_factory=list)
+    """Groups outside the configuration that ops nest into the configured ones and into each other."""
     counter: int = 0
     applied: list[str] = field(default_factory=list)
     people: People = field(init=False)
@@ -86,6 +93,14 @@ class TenantDriver:
     def _groups(self) -> list[str]:
         return [g for g in self.groups if g in self.sim.tenant.groups]
 
+    def _nested(self) -> list[str]:
+        return [g for g in self.nested_groups if g in self.sim.tenant.groups]
+
+    def nest(self, parent: str, child: str) -> None:
+        """Make ``child`` a member of ``parent`` (a setup step, told to the oracle)."""
+        self.sim.add_member(parent, child)
+        self.oracle.observe(self.sim)
+
     def new_user(self, groups: list[str] | None = None) -> str:
         person = self.people.user()
         uid = self.sim.add_user(**person.fields())
@@ -97,7 +112,7 @@ class TenantDriver:
 
     def seed(self, users: int, rng: random.Random) -> list[str]:
         """Create ``users`` users, each in one or two configured groups."""
-        groups = self._groups()
+        groups = self._groups() + self._nested()
         return [self.new_user(rng.sample(groups, k=min(len(groups), rng.choice((1, 1, 2))))) for _ in range(users)]
 
     def apply(self, op: Op) -> str | None:
@@ -110,7 +125,7 @@ class TenantDriver:
 
     def _apply(self, op: Op) -> str | None:
         sim, a, b = self.sim, op.a, op.b
-        present, groups = self._present(), self._groups()
+        present, groups = self._present(), self._groups() + self._nested()
         if op.kind == "new_user":
             uid = self.new_user([groups[b % len(groups)]] if groups and a % 3 else [])
             return f"new user {uid}"
@@ -141,10 +156,14 @@ class TenantDriver:
             uid = everyone[a % len(everyone)]
             sim.hard_delete_user(uid)
             return f"hard delete {uid}"
+        if op.kind in ("nest", "unnest"):
+            return self._nesting(op)
         if op.kind == "delete_group":
-            if self.deletable_groups <= 0 or len(groups) < 2:
+            configured = self._groups()
+            candidates = (configured if len(configured) >= 2 else []) + self._nested()
+            if self.deletable_groups <= 0 or not candidates:
                 return None
-            gid = groups[a % len(groups)]
+            gid = candidates[a % len(candidates)]
             sim.delete_group(gid)
             self.deletable_groups -= 1
             return f"delete group {gid}"
@@ -178,3 +197,24 @@ class TenantDriver:
             sim.soft_delete_user(uid)
             return f"soft delete {uid}"
         raise ValueError(f"unknown op kind {op.kind!r}")
+
+    def _nesting(self, op: Op) -> str | None:
+        """``nest``: a nested group (or a configured one) into another group; ``unnest``: undo one."""
+        nested = self._nested()
+        if not nested:
+            return None
+        groups = self._groups() + nested
+        if op.kind == "nest":
+            parent = groups[op.a % len(groups)]
+            children = [g for g in groups if g != parent]
+            if not children:
+                return None
+            child = children[op.b % len(children)]
+            self.sim.add_member(parent, child)
+            return f"nest {child} in {parent}"
+        pairs = [(g, c) for g in groups for c in self.sim.tenant.groups[g].member_groups]
+        if not pairs:
+            return None
+        parent, child = pairs[op.a % len(pairs)]
+        self.sim.remove_member(parent, child)
+        return f"take {child} out of {parent}"

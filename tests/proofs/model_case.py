@@ -28,6 +28,8 @@ from tests.support.scim_server import build_application
 from tests.support.servers import serve_asgi
 
 GROUPS = (("Facility Management", "role"), ("Reception Copenhagen", "reception"), ("Catering", "service_provider"))
+NESTED = ("FM København", "Reception Nathold", "Catering Århus")
+"""Groups outside the configuration: nested at the start (one two levels down), and moved by ops."""
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,13 @@ async def _run(case: Case, workdir: Path) -> CaseResult:
     sim.delivery.retry_max_delay = 0.5
     groups = {sim.add_group(display_name=f"Entra {name}"): (name, grants) for name, grants in GROUPS}
     sim.add_group(display_name="Not in scope")
+    nested = [sim.add_group(display_name=f"Entra {name}") for name in NESTED]
     oracle = Oracle(rules_from(groups))
-    driver = TenantDriver(sim, oracle, list(groups), salt=case.seed % 2**32 + 1)
+    configured = list(groups)
+    driver = TenantDriver(sim, oracle, configured, salt=case.seed % 2**32 + 1, nested_groups=nested)
+    driver.nest(configured[0], nested[0])
+    driver.nest(nested[0], nested[1])
+    driver.nest(configured[2], nested[2])
     driver.seed(case.users, rng)
     token = secrets.token_urlsafe(16)
     app = build_application(token)
@@ -228,14 +235,12 @@ async def _diagnose(stack: Stack, problems: list[str]) -> list[str]:
     users = {p.split()[1].rstrip(":") for p in problems if p.startswith("user ")}
     for uid in sorted(users):
         stored = sorted(await stack.service.store.groups_of(uid))
-        entra = sorted(g for g in stack.settings.group_ids if uid in stack.sim.tenant.groups.get(g, _NO_GROUP).members)
+        entra = sorted(g for g, group in stack.sim.tenant.groups.items() if uid in group.members)
+        nesting = {g: group.member_groups for g, group in stack.sim.tenant.groups.items() if group.member_groups}
         plan = await stack.engine.plan(uid)
-        lines.append(f"diagnosis {uid}: store groups {stored}; Entra groups {entra}; a fresh plan: {plan.operations}")
+        lines.append(
+            f"diagnosis {uid}: store groups {stored}; Entra groups {entra}; Entra nesting {nesting}; "
+            f"paths {plan.paths}; a fresh plan: {plan.operations}"
+        )
     return lines
 
-
-class _NoGroup:
-    members: dict[str, None] = {}
-
-
-_NO_GROUP = _NoGroup()

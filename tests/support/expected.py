@@ -3,8 +3,9 @@
 Written from the contract's table ("What a change in Entra does in AskCody") and its attribute list,
 not from the planner, so that it can judge the planner too:
 
-- a user is *in scope* when it is present in Entra (neither soft- nor hard-deleted) and a direct
-  member of at least one configured group that exists; it must exist in AskCody exactly once, with
+- a user is *in scope* when it is present in Entra (neither soft- nor hard-deleted) and a member
+  of at least one configured group that exists: a direct member, or (unless the group is in
+  ``direct_only``) a member of a group nested in it at any depth; it must exist in AskCody exactly once, with
   ``externalId`` = its id, ``userName`` = UPN, ``displayName``, ``name.givenName``,
   ``name.familyName``, the work e-mail = mail, the enterprise ``costCenter`` = the configured
   attribute, ``active`` = ``accountEnabled``, and be a member of exactly the AskCody groups of its
@@ -49,6 +50,8 @@ class Rules:
     """Entra group id → AskCody group name."""
     deprovision: str = "disable"
     cost_center: str = "employeeOrgData/costCenter"
+    direct_only: frozenset[str] = frozenset()
+    """Configured groups with ``nested = false``."""
 
 
 
@@ -139,17 +142,31 @@ def cost_center_of(user: User, source: str) -> str | None:
 
 
 def scope_of(sim: GraphSimulator, mapping: Rules) -> dict[str, frozenset[str]]:
-    """Users in scope now → the configured Entra groups they are direct members of."""
+    """Users in scope now → the configured Entra groups they are members of (directly, or through
+    nested groups unless the group is ``direct_only``)."""
     out: dict[str, set[str]] = {}
     for gid in mapping.groups:
-        group = sim.tenant.groups.get(gid)
-        if group is None:
-            continue
-        for uid in group.members:
+        for uid in _members(sim, gid, nested=gid not in mapping.direct_only):
             user = sim.tenant.users.get(uid)
             if user is not None and not user.soft_deleted:
                 out.setdefault(uid, set()).add(gid)
     return {uid: frozenset(gids) for uid, gids in out.items()}
+
+
+def _members(sim: GraphSimulator, gid: str, *, nested: bool) -> set[str]:
+    """The user members of a group, with those of every group nested in it when ``nested``."""
+    seen: set[str] = set()
+    users: set[str] = set()
+    todo = [gid]
+    while todo:
+        group = sim.tenant.groups.get(todo.pop())
+        if group is None or group.id in seen:
+            continue
+        seen.add(group.id)
+        users |= set(group.members)
+        if nested:
+            todo.extend(group.member_groups)
+    return users
 
 
 class Oracle:
