@@ -194,16 +194,20 @@ def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
     kind: ObjectKind | None = None
     oid = ""
     if type(data) is dict:
-        odata_type = str(data.get("@odata.type", "")).lower()
+        odata_type = data.get("@odata.type")
+        odata_type = odata_type.lower() if type(odata_type) is str else ""
         if odata_type.endswith(".user"):
             kind = "user"
         elif odata_type.endswith(".group"):
             kind = "group"
-        oid = str(data.get("id", "") or "")
+        given = data.get("id")
+        oid = given if type(given) is str else ""
+    resource = item.get("resource")
+    parts = resource.strip("/").split("/") if type(resource) is str else []
+    if parts and len(parts) != 2:
+        return None  # not Users/{id} or Groups/{id}: a sub-resource (Users/{id}/manager) or junk
     if kind is None or not oid:
-        resource = item.get("resource")
-        parts = resource.strip("/").split("/") if isinstance(resource, str) else []
-        if not oid and len(parts) >= 2:
+        if not oid and len(parts) == 2:
             oid = parts[1]
         if kind is None:
             head = parts[0].lower() if parts else ""
@@ -216,6 +220,22 @@ def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
     if not is_guid(oid):
         return None
     return kind, oid.lower()
+
+
+_KEPT = ("subscriptionId", "subscriptionExpirationDateTime", "changeType", "resource", "tenantId", "lifecycleEvent")
+_KEPT_DATA = ("id", "@odata.type", "@odata.id", "@odata.etag")
+_SCALARS = (str, int, float, bool)
+
+
+def _journaled(item: dict[str, Any]) -> dict[str, Any]:
+    """What the journal keeps of an accepted item: the notification fields the reactor reads, with
+    scalar values only. Never the clientState (the journal holds no copy of the secret), and nothing
+    else a sender added (it cannot bloat the journal or nest deeper than a store can write)."""
+    kept = {k: v for k in _KEPT if type(v := item.get(k)) in _SCALARS}
+    data = item.get("resourceData")
+    if type(data) is dict:
+        kept["resourceData"] = {k: v for k in _KEPT_DATA if type(v := data.get(k)) in _SCALARS}
+    return kept
 
 
 _ROUTES = ("notifications", "lifecycle")
@@ -312,9 +332,6 @@ class Intake:
         if unknown is not None or len(accepted) != len(items):
             accepted, _ = self._sort(items, route, now, record=True)
         if accepted:
-            for entry in accepted:
-                # Checked; not kept: the journal holds no copy of the subscription's secret.
-                entry.payload.pop("clientState", None)
             try:
                 seqs = await self.store.append(accepted)
             except StoreError as exc:
@@ -407,12 +424,12 @@ class Intake:
             event_name = item.get("lifecycleEvent")
             if type(event_name) is not str or not event_name:
                 return "malformed", None
-            return "", JournalEntry("lifecycle", sub_id, now, item, sub_id, event_name)
+            return "", JournalEntry("lifecycle", sub_id, now, _journaled(item), sub_id, event_name)
         obj = _object_of(item)
         if obj is None:
             return "malformed", None
         change_type = item.get("changeType")
-        return "", JournalEntry(obj[0], obj[1], now, item, sub_id, change_type if type(change_type) is str else "")
+        return "", JournalEntry(obj[0], obj[1], now, _journaled(item), sub_id, change_type if type(change_type) is str else "")
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:
