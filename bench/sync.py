@@ -252,7 +252,7 @@ async def full_round(users: int) -> None:
         graph_reader._UserAcc.add = timed.wrap("delta accumulator", graph_reader._UserAcc.add)  # type: ignore[method-assign]
         client = GraphClient(GraphSettings(base_url=base_url, token=Secret(TOKEN)))
         try:
-            reader = GraphReader(client, settings, store)
+            reader = GraphReader(client, settings.attributes, settings.group_ids, store)
             await reader.get_user("00000000-0000-4000-8000-000000000000")  # warm up: imports, connection
             rss_before = rss_mib()
             cpu, wall = time.process_time(), time.monotonic()

@@ -46,7 +46,7 @@ class Clients:
 def build_clients(settings: Settings, store: Store) -> Clients:
     policy = RetryPolicy(attempts=settings.sync.max_attempts, horizon=settings.sync.retry_horizon_seconds)
     graph = GraphClient(settings.graph, retry=policy)
-    reader = GraphReader(graph, settings, store)
+    reader = GraphReader(graph, settings.attributes, settings.group_ids, store)
     scim = AskCodyClient(settings.askcody, TokenBucket(settings.askcody.max_requests_per_second), retry_policy=policy)
     return Clients(graph, reader, scim)
 

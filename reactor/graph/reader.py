@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-from reactor.config import Settings
+from reactor.config import AttributeSettings
 from reactor.domain.model import EntraGroup, EntraState, EntraUser
 from reactor.errors import DeltaTokenExpired, NotFoundError, PermanentError
 from reactor.graph.client import GraphClient
-from reactor.store.base import Store
+from reactor.store.base import Meta
 
 USER_FIELDS = ("id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "accountEnabled")
 GROUP_DELTA_SELECT = "displayName,members"
@@ -230,13 +230,21 @@ class GraphReader:
     ``page_size`` is the ``$top`` of member listings (Graph allows up to 999).
     """
 
-    def __init__(self, client: GraphClient, settings: Settings, store: Store, *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        client: GraphClient,
+        attributes: AttributeSettings,
+        group_ids: frozenset[str],
+        store: Meta,
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> None:
         self.client = client
         self.page_size = page_size
-        self.settings = settings
+        self.group_ids = group_ids
         self.store = store
-        self.cost_center_source = settings.attributes.cost_center
-        extra = settings.attributes.cost_center_select
+        self.cost_center_source = attributes.cost_center
+        extra = attributes.cost_center_select
         fields = list(USER_FIELDS)
         if extra and extra not in fields:
             fields.append(extra)
@@ -283,24 +291,6 @@ class GraphReader:
     async def group_member_ids(self, group_id: str) -> set[str]:
         """Ids of the users that are direct members of the group (all pages). 404 raises NotFoundError."""
         return set((await self.group_members(group_id)).user_ids)
-
-    async def user_group_ids(self, user_id: str, scope: Iterable[str] | None = None) -> frozenset[str]:
-        """Ids of the groups (in ``scope``, default the configured groups) the user is a direct member of.
-
-        Answers an empty set when Graph answers 404 for the user.
-        """
-        wanted = frozenset(scope) if scope is not None else self.settings.group_ids
-        out: set[str] = set()
-        url: str | None = f"users/{object_id('user', user_id)}/memberOf"
-        params: dict[str, str] | None = {"$select": "id", "$top": str(self.page_size)}
-        try:
-            while url:
-                page = await self.client.get_json(url, params, operation="user_member_of")
-                out.update(str(g["id"]) for g in page.get("value", ()) if isinstance(g, dict) and "id" in g)
-                url, params = page.get("@odata.nextLink"), None
-        except NotFoundError:
-            return frozenset()
-        return frozenset(out & wanted)
 
     # delta ----------------------------------------------------------------------------------------
     @property
@@ -379,7 +369,7 @@ class GraphReader:
         scope missing from it does not exist). With ``commit=False`` the new deltaLinks are kept
         only by :meth:`commit`.
         """
-        ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
+        ids = self.group_ids if group_ids is None else frozenset(group_ids)
         parts = chunks(ids)
         keys = [self.groups_delta_key(chunk) for chunk in parts]
         full = not all([await self.store.get_meta(key) for key in keys])
@@ -397,19 +387,3 @@ class GraphReader:
                 return await self.groups_delta(ids, commit=commit)
             merged.update((gid, change) for gid, change in acc.result().items() if gid in ids)
         return GroupsDelta(groups=merged, full=full, links=links)
-
-    async def _latest(self, key: str, start: tuple[str, dict[str, str]], operation: str) -> None:
-        params = dict(start[1])
-        params["$deltatoken"] = "latest"
-        link = await self._pages(start[0], params, _UserAcc(), operation)
-        await self.store.set_meta(key, link)
-
-    async def users_delta_from_now(self) -> None:
-        """Store a users deltaLink for "from now" (``$deltatoken=latest``), skipping the initial pages."""
-        await self._latest(self.users_delta_key, self._users_start(), "users_delta")
-
-    async def groups_delta_from_now(self, group_ids: Iterable[str] | None = None) -> None:
-        """Store groups deltaLinks for "from now" for every chunk of the groups in scope."""
-        ids = self.settings.group_ids if group_ids is None else frozenset(group_ids)
-        for chunk in chunks(ids):
-            await self._latest(self.groups_delta_key(chunk), self._groups_start(chunk), "groups_delta")

@@ -67,8 +67,7 @@ def reader_for(client: GraphClient, store: SQLiteStore, graph_settings: GraphSet
     def build(
         *, cost_center: str = "employeeOrgData/costCenter", groups: tuple[str, ...] = (), page_size: int = 999
     ) -> GraphReader:
-        return GraphReader(
-            client, make_settings(graph_settings, cost_center=cost_center, groups=groups), store, page_size=page_size
-        )
+        settings = make_settings(graph_settings, cost_center=cost_center, groups=groups)
+        return GraphReader(client, settings.attributes, settings.group_ids, store, page_size=page_size)
 
     return build

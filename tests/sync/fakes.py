@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from reactor.domain.model import EntraGroup, EntraUser, ScimGroup, ScimUser, UserAttributes
 from reactor.errors import NotFoundError, ReactorError
-from reactor.graph.reader import GraphReader, GroupChange, GroupsDelta, UsersDelta
+from reactor.graph.reader import GraphReader, GroupChange, GroupMembers, GroupsDelta, UsersDelta
 from reactor.scim.client import AskCodyClient
 
 GROUPS_LINK = "delta:groups"
@@ -97,6 +97,13 @@ class FakeGraph:
         if group_id not in self.members:
             raise NotFoundError(f"GET groups/{group_id}/members: answered 404")
         return set(self.members[group_id])
+
+    async def group_members(self, group_id: str) -> GroupMembers:
+        """Direct members: users only (this fake has no nested groups)."""
+        return GroupMembers(frozenset(await self.group_member_ids(group_id)), frozenset())
+
+    def groups_delta_key(self, group_ids: Iterable[str]) -> str:
+        return "delta:groups:" + ",".join(sorted(group_ids))
 
     async def groups_delta(self, group_ids: Iterable[str] | None = None, *, commit: bool = True) -> GroupsDelta:
         start = self.links.get(GROUPS_LINK)
