@@ -15,12 +15,9 @@ Keys are the keyword names of :meth:`GraphSimulator.add_user` / ``add_group``; G
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graphsim.tenant import DIRECTORY_EXTENSION
-
-if TYPE_CHECKING:
-    from graphsim.simulator import GraphSimulator
 
 _USER_ALIASES = {
     "userPrincipalName": "user_principal_name",
@@ -58,14 +55,3 @@ def user_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
 def group_fields(payload: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``add_group`` / ``update_group`` from a JSON object (``members`` excluded)."""
     return {_GROUP_ALIASES.get(key, key): value for key, value in payload.items() if key != "members"}
-
-
-def load_seed(sim: GraphSimulator, document: Mapping[str, Any]) -> None:
-    """Create the document's users, then its groups, then their members (users and nested groups,
-    so a group may name one listed after it)."""
-    for user in document.get("users", []):
-        sim.add_user(**user_fields(user))
-    created = [(sim.add_group(**group_fields(group)), group) for group in document.get("groups", [])]
-    for group_id, group in created:
-        for member in group.get("members", []):
-            sim.add_member(group_id, member if isinstance(member, str) else member["id"])

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from graphsim.app import build_app
 from graphsim.simulator import GraphSimulator
 
 STARTUP_TIMEOUT = 10.0
@@ -110,7 +111,7 @@ async def running_simulator(sim: GraphSimulator, host: str = "127.0.0.1", port: 
     """
     await sim.start()
     try:
-        async with serving(sim.app, host, port) as root:
+        async with serving(build_app(sim), host, port) as root:
             yield root + "/v1.0"
     finally:
         await sim.stop()

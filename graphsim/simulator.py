@@ -14,14 +14,11 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from starlette.applications import Starlette
-
-from graphsim.app import build_app
 from graphsim.delivery import Delivery
 from graphsim.delta import DeltaLinks, member_delta
 from graphsim.faults import Faults
 from graphsim.properties import render_group, render_user, user_select
-from graphsim.seed import load_seed
+from graphsim.seed import group_fields, user_fields
 from graphsim.subscriptions import LIFECYCLE_EVENTS, Subscription, SubscriptionRegistry
 from graphsim.tenant import Change, Tenant
 
@@ -58,7 +55,6 @@ class GraphSimulator:
         self.delta = DeltaLinks(self.tenant, clock)
         self.registry = SubscriptionRegistry(clock, application_id, creator_id=application_id)
         self.delivery = Delivery(self.faults)
-        self._app: Starlette | None = None
 
     # -- directory ---------------------------------------------------------------------------
 
@@ -240,13 +236,6 @@ class GraphSimulator:
 
     # -- running -------------------------------------------------------------------------------
 
-    @property
-    def app(self) -> Starlette:
-        """The ASGI application (Graph routes under ``/v1.0``, control routes under ``/_sim``)."""
-        if self._app is None:
-            self._app = build_app(self)
-        return self._app
-
     async def start(self) -> None:
         """Start the notification sender (done by :func:`running_simulator`)."""
         await self.delivery.start()
@@ -256,8 +245,14 @@ class GraphSimulator:
         await self.delivery.stop()
 
     def load_seed(self, document: Mapping[str, Any]) -> None:
-        """Create the users and groups of a seed document (see :mod:`graphsim.seed`)."""
-        load_seed(self, document)
+        """Create the document's users, then its groups, then their members (users and nested groups,
+        so a group may name one listed after it). The fields are read by :mod:`graphsim.seed`."""
+        for user in document.get("users", []):
+            self.add_user(**user_fields(user))
+        created = [(self.add_group(**group_fields(group)), group) for group in document.get("groups", [])]
+        for group_id, group in created:
+            for member in group.get("members", []):
+                self.add_member(group_id, member if isinstance(member, str) else member["id"])
 
     def __repr__(self) -> str:
         return (

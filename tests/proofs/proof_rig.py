@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from graphsim import GraphSimulator
+from graphsim.app import build_app
 from graphsim.server import serving
 from tests.proofs.entra_ops import TenantDriver, random_ops
 from tests.support.eventually import eventually
@@ -283,7 +284,7 @@ async def process_rig(
     oracle = Oracle(rules_from(groups))
     driver = TenantDriver(sim, oracle, list(groups), salt=seed + 1)
     driver.seed(users, rng)
-    graph_log = GraphLog(sim.app)
+    graph_log = GraphLog(build_app(sim))
     scim_app = build_application(secret_values["askcody_token"])
     tmp.mkdir(parents=True, exist_ok=True)
     db = tmp / "reactor.db"
