@@ -2,11 +2,12 @@
 
 - a dirty **user**: read the user from Graph, take its memberships in the groups in scope from the
   store (kept current by groups delta), find what AskCody holds, plan, apply;
-- dirty **groups**: one groups-delta round serves every pending group notification; the membership
-  changes are stored and each affected user is queued as a dirty user (so that one user is still
-  never synced by two workers at once). The round covers the configured groups and the groups
-  nested in them (:mod:`reactor.sync.nesting`): a notification about a nested group carries that
-  group's id, and its changes reach the users through the configured groups it is nested in;
+- dirty **groups**: one groups-delta round serves every pending group notification
+  (:mod:`reactor.sync.rounds`); the membership changes are stored and each affected user is queued
+  as a dirty user (so that one user is still never synced by two workers at once). The round covers
+  the configured groups and the groups nested in them (:mod:`reactor.sync.nesting`): a notification
+  about a nested group carries that group's id, and its changes reach the users through the
+  configured groups it is nested in;
 - a **reconcile**: a users- and groups-delta round from the stored delta links, queueing every user
   in scope that changed; a full one when a delta token expired.
 
@@ -28,15 +29,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from reactor import log
 from reactor.config import Settings
 from reactor.domain.model import EntraUser, ScimUser, UserFacts
 from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
 from reactor.domain.work import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
-from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
+from reactor.graph.reader import GraphReader, GroupMembers
 from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
@@ -44,21 +43,12 @@ from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
 from reactor.sync.apply import Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths, depths
 from reactor.sync.planner import plan_user, user_attributes
+from reactor.sync.rounds import NESTING_KEY, GroupRounds
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
-AFFECTED_KEY = "groups:affected-users"
-"""Store meta key: users affected by a groups-delta round whose membership changes are stored but
-whose users may not be journaled yet (a crash in between); the next round queues them too."""
-NESTING_KEY = "groups:nesting"
-"""Store meta key: the nesting of the tracked groups (:class:`~reactor.sync.nesting.Nesting`)."""
-MAX_NESTING_ROUNDS = 32
-"""Groups-delta rounds over nested groups in one go, each revealing deeper ones (a guard, not a limit
-one meets: every round reads all the newly found levels)."""
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
 MAX_ATTRIBUTE_FAILURES = 1000
 Scope = Mapping[str, Mapping[str, Path]]
-Write = tuple[str, list[str], list[str] | None]
-"""A membership write: (group, added or all members, removed or None: replace)."""
 
 
 @dataclass
@@ -82,7 +72,7 @@ class UserPlan:
         return upn or self.known_as or (self.current.user_name if self.current else "") or self.entra_id
 
 
-class SyncEngine:
+class SyncEngine(GroupRounds):
     """Turns dirty objects into SCIM writes. ``enqueue`` journals follow-up user work durably;
     ``on_lifecycle`` handles units of Graph lifecycle events (subscriptions), when there are any."""
 
@@ -319,176 +309,6 @@ class SyncEngine:
             self.attribute_failures.pop(next(iter(self.attribute_failures)))
         await self.store.record_change(AppliedChange(time.time(), refusal.entra_id, text, cause, who))
 
-    # groups ---------------------------------------------------------------------------------------
-    async def groups_round(
-        self, *, cause: str, received_at: float | None = None, caused_by: Sequence[int] = ()
-    ) -> set[str]:
-        """One groups-delta round: store membership changes, queue the affected users. Returns them."""
-        async with self._delta_lock:
-            rounds = await self._store_group_changes()
-            await self._queue_users(rounds.affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
-            await self._groups_delta_done(rounds)
-        return rounds.affected
-
-    async def _store_group_changes(self) -> _GroupRounds:
-        """Groups-delta rounds over the configured groups, then over the groups nested in them (again
-        while a round reveals deeper ones); store the membership changes and the nesting. Returns the
-        rounds with the users they affect, those of an earlier round that was cut short before its
-        users were journaled included (see :data:`AFFECTED_KEY`). The caller journals the users,
-        then calls :meth:`_groups_delta_done`.
-
-        The nested groups have delta links of their own (50 ids a query, as many links as needed):
-        when the set of nested groups changes, their round starts over and reads every nested group
-        whole, while the configured groups' links stay as they are.
-        """
-        earlier = await self.store.get_meta(AFFECTED_KEY)
-        affected: set[str] = set(orjson.loads(earlier)) if earlier else set()
-        raw = await self.store.get_meta(NESTING_KEY)
-        before = Nesting.loads(raw)
-        after = before.copy()
-        configured = self.settings.group_ids
-        if raw is None:
-            # No nesting recorded yet (a new store, or one from before nested groups): the configured
-            # groups' round starts over, so that the groups nested in them are seen.
-            for chunk in chunks(configured):
-                await self.store.set_meta(self.reader.groups_delta_key(chunk), None)
-        first = await self.reader.groups_delta(configured, commit=False)
-        writes = await self._group_changes(first, configured, after, affected)
-        deltas = [first]
-        read: frozenset[str] = frozenset()
-        nested_delta: GroupsDelta | None = None
-        for _ in range(MAX_NESTING_ROUNDS):
-            nested = after.tracked(self.settings) - configured
-            if nested <= read:
-                break
-            nested_delta = await self.reader.groups_delta(nested, commit=False)
-            writes += await self._group_changes(nested_delta, nested, after, affected)
-            read = nested
-        else:
-            log.event("nesting_unsettled", level="warning", rounds=MAX_NESTING_ROUNDS, nested_groups=len(read))
-        if nested_delta is not None:
-            deltas.append(nested_delta)
-        after.prune(self.settings)
-        after.delta_ids = read
-        scope_before, scope_after = before.scope(self.settings), after.scope(self.settings)
-        for gid in sorted(set(scope_before) | set(scope_after)):
-            if scope_before.get(gid, {}).keys() != scope_after.get(gid, {}).keys():
-                # Nested into or out of a configured group: its direct members gain or lose that group.
-                affected |= await self.store.members_of(gid)
-                if gid not in scope_after:
-                    writes.append((gid, [], None))
-        if affected:
-            # Who is affected is known only before the store changes (a deleted group's members):
-            # keep it durably until the caller has journaled them.
-            await self.store.set_meta(AFFECTED_KEY, orjson.dumps(sorted(affected)).decode())
-        for gid, members, removed in writes:
-            if removed is None:
-                await self.store.replace_members(gid, members)
-            else:
-                await self.store.update_members(gid, members, removed)
-        if raw is None or after.dumps() != raw:
-            await self.store.set_meta(NESTING_KEY, after.dumps())
-        old_depths, new_depths = depths(scope_before), depths(scope_after)
-        for gid in sorted(configured):
-            if old_depths.get(gid) != new_depths.get(gid):
-                count, deepest = new_depths.get(gid, (0, 0))
-                log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
-        stale = {self.reader.groups_delta_key(c) for c in chunks(before.delta_ids)} - {
-            self.reader.groups_delta_key(c) for c in chunks(read)
-        }
-        return _GroupRounds(deltas, affected, first.full, sorted(stale))
-
-    async def _group_changes(self, delta: GroupsDelta, ids: frozenset[str], nesting: Nesting, affected: set[str]) -> list[Write]:
-        """The membership writes of one round over the groups ``ids``; records its nesting changes in
-        ``nesting`` and the users it affects in ``affected``. Writes nothing."""
-        writes: list[Write] = []
-        seen = set()
-        for gid, change in delta.groups.items():
-            if gid not in ids:
-                continue
-            seen.add(gid)
-            if change.deleted:
-                old = await self.store.members_of(gid)
-                writes.append((gid, [], None))
-                affected |= old
-                nesting.forget(gid)
-                log.event("group_deleted", group_id=gid, members=len(old))
-            elif delta.full:
-                old = await self.store.members_of(gid)
-                new = set(change.added_member_ids) - set(change.removed_member_ids)
-                writes.append((gid, sorted(new), None))
-                affected |= old ^ new
-                nesting.replace(gid, change.added_group_ids - change.removed_group_ids)
-            else:
-                writes.append((gid, sorted(change.added_member_ids), sorted(change.removed_member_ids)))
-                affected |= set(change.added_member_ids) | set(change.removed_member_ids)
-                nesting.add(gid, change.added_group_ids, change.removed_group_ids)
-        if delta.full:
-            for gid in ids - seen:
-                # A full round that does not mention a group: it no longer exists (or is empty).
-                old = await self.store.members_of(gid)
-                if old or nesting.edges.get(gid):
-                    exists = await self.reader.get_group(gid)
-                    now = await self.reader.group_members(gid) if exists is not None else GroupMembers(frozenset(), frozenset())
-                    writes.append((gid, sorted(now.user_ids), None))
-                    affected |= old ^ now.user_ids
-                    if exists is None:
-                        nesting.forget(gid)
-                    else:
-                        nesting.replace(gid, now.group_ids)
-        return writes
-
-    async def _groups_delta_done(self, rounds: _GroupRounds) -> None:
-        """The rounds' affected users are journaled: keep their deltaLinks, forget the links of an
-        older set of nested groups and the affected users."""
-        for delta in rounds.deltas:
-            await self.reader.commit(delta)
-        for key in rounds.stale_links:
-            await self.store.set_meta(key, None)
-        if await self.store.get_meta(AFFECTED_KEY) is not None:
-            await self.store.set_meta(AFFECTED_KEY, None)
-
-    async def _queue_users(
-        self,
-        user_ids: Iterable[str],
-        cause: str,
-        *,
-        received_at: float | None = None,
-        reconcile: bool = False,
-        caused_by: Sequence[int] = (),
-    ) -> None:
-        """Journal user work. ``received_at`` carries the group notification's receipt time, so the
-        apply lag is measured from it; ``reconcile`` marks drift found by a reconcile."""
-        ids = sorted(set(user_ids))
-        if not ids:
-            return
-        at = received_at if received_at is not None else time.time()
-        payload: dict[str, Any] = {"cause": cause}
-        if reconcile:
-            payload["reconcile"] = True
-        if caused_by:
-            payload["caused_by"] = list(caused_by)[:100]
-        items = [JournalItem("user", uid, at, payload, change_type="resync") for uid in ids]
-        if self.enqueue is not None:
-            await self.enqueue(items)
-        else:
-            await self._sync_many(ids, cause)
-
-    async def _sync_many(self, ids: Sequence[str], cause: str) -> None:
-        sem = asyncio.Semaphore(self.concurrency)
-        errors: list[BaseException] = []
-
-        async def one(uid: str) -> None:
-            async with sem:
-                try:
-                    await self.sync_user(uid, cause=cause)
-                except ReactorError as exc:
-                    errors.append(exc)
-
-        await asyncio.gather(*(one(u) for u in ids))
-        if errors:
-            raise errors[0]
-
     # reconcile ------------------------------------------------------------------------------------
     async def reconcile(self, *, cause: str = "periodic reconcile") -> set[str]:
         """Repair what notifications missed: a users and a groups delta round; queue who changed."""
@@ -591,18 +411,6 @@ class SyncEngine:
         if failures:
             raise failures[0]
         return plans
-
-
-@dataclass(frozen=True)
-class _GroupRounds:
-    """What :meth:`SyncEngine._store_group_changes` read and stored."""
-
-    deltas: list[GroupsDelta]
-    affected: set[str]
-    full: bool
-    """The configured groups' round started over (every user we know is looked at again)."""
-    stale_links: list[str]
-    """Store meta keys of delta links of an older set of nested groups."""
 
 
 def _applied_state(plan: UserPlan) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from graphsim import GraphSimulator
 from reactor.demo.stack import Stack, local_stack
 from reactor.graph.reader import chunks
-from reactor.sync.engine import NESTING_KEY
+from reactor.sync.rounds import NESTING_KEY
 from tests.e2e.helpers import add_user, all_users, idle, member_of, ready
 from tests.support.eventually import eventually
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
