@@ -12,10 +12,11 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reactor import log
+from reactor.client_states import ClientStates
 from reactor.config import Settings
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import Handler
-from reactor.intake import ClientStates, Intake
+from reactor.intake import Intake
 from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READINESS_CHECK, READY, REGISTRY
 from reactor.store.base import JournalEntry, JournalItem, Store
 
