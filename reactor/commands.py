@@ -20,6 +20,7 @@ from reactor.errors import ReactorError
 from reactor.store import Store, open_store
 from reactor.sync.engine import SyncEngine, plan_as_json
 from reactor.wiring import Clients, build_clients
+from subscriptions.listing import live_rows
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -96,7 +97,7 @@ async def subscriptions_command(settings: Settings, action: str, *, as_json: boo
         manager = SubscriptionManager(clients.graph, store, settings)
         await manager.load()
         if action == "list":
-            state = await manager.list_state()
+            state = await live_rows(manager)
             if as_json:
                 _json(state)
             elif not state:

@@ -428,36 +428,6 @@ class SubscriptionManager:
                 deleted.append(record.id)
             return deleted
 
-    async def list_state(self) -> list[dict[str, Any]]:
-        """Our records with their live state on Graph (for ``reactor subscriptions list``)."""
-        now = self.clock()
-        rows: list[dict[str, Any]] = []
-        for record in await self.store.subscriptions():
-            if record.pending:
-                continue
-            row: dict[str, Any] = {
-                "id": record.id,
-                "resource": record.resource,
-                "changeType": record.change_type,
-                "notificationUrl": record.notification_url,
-                "lifecycleNotificationUrl": record.lifecycle_url,
-                "expirationDateTime": to_iso(record.expires_at),
-                "secondsToExpiry": round(record.expires_at - now, 1),
-                "renewAt": to_iso(self.renew_at(record)),
-            }
-            try:
-                live = await self.api.get(record.id)
-            except NotFoundError:
-                row["live"] = False
-            except ReactorError as exc:
-                row["live"] = None
-                row["error"] = str(exc)
-            else:
-                row["live"] = True
-                row["liveExpirationDateTime"] = live.get("expirationDateTime")
-            rows.append(row)
-        return rows
-
     def status(self) -> SubscriptionsStatus:
         """Per resource: subscription id, seconds to expiry and a degraded reason (no side effect:
         the caller publishes the gauges, :func:`subscriptions.status.publish`)."""

@@ -15,6 +15,7 @@ from reactor.metrics import REGISTRY
 from reactor.store.base import SubscriptionRecord
 from reactor.store.sqlite import SQLiteStore
 from reactor.times import parse_iso
+from subscriptions.listing import live_rows
 from subscriptions.manager import CHANGE_TYPE, SubscriptionManager
 from subscriptions.status import publish
 from tests.subscriptions.conftest import Clock, Receiver
@@ -297,7 +298,7 @@ async def test_list_state_shows_records_with_live_state(sim: GraphSimulator, mak
     gone = manager.record("groups")
     assert gone is not None
     sim.remove_subscription(gone.id, notify=False)
-    rows = {row["resource"]: row for row in await manager.list_state()}
+    rows = {row["resource"]: row for row in await live_rows(manager)}
     assert rows["users"]["live"] is True and rows["users"]["liveExpirationDateTime"]
     assert rows["groups"]["live"] is False
 
