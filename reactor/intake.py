@@ -4,9 +4,9 @@
 
 1. ``?validationToken=…``: echo the URL-decoded token as ``text/plain`` (200); a token over 1 KiB or
    with control characters gets 400.
-2. A JSON ``Content-Type`` (``application/json``, with or without parameters, or ``…+json``);
+2. Read the body within ``server.max_body_bytes`` (413 on ``Content-Length`` or while streaming).
+3. A JSON ``Content-Type`` (``application/json``, with or without parameters, or ``…+json``);
    415 otherwise.
-3. Read the body within ``server.max_body_bytes`` (413 on ``Content-Length`` or while streaming).
 4. Parse ``{"value": [...]}`` (400 otherwise); more than ``server.max_items_per_request`` items
    answer 413 (Graph sends far fewer per request). Each item is checked on its own: its
    ``clientState`` against the one stored for its ``subscriptionId`` (constant-time compare), its
@@ -214,11 +214,9 @@ class Intake:
                 await _respond(send, *answer)
                 return
         content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
-        if not is_json(content_type):
-            REQUESTS_REFUSED.labels("415").inc()
-            await _respond(send, 415, b"Content-Type must be application/json")
-            return
         try:
+            # Read (within the limit) even a body we refuse for its type: answering while the client
+            # still sends makes the connection reset under it, and it sees no answer at all.
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
             REQUESTS_REFUSED.labels("413").inc()
@@ -226,6 +224,10 @@ class Intake:
             await _respond(send, 413, b"request body too large")
             return
         except ConnectionResetError:
+            return
+        if not is_json(content_type):
+            REQUESTS_REFUSED.labels("415").inc()
+            await _respond(send, 415, b"Content-Type must be application/json")
             return
         if body.count(b",") > self.max_items * VALUES_PER_ITEM:
             # Far more JSON values than max_items notifications can hold: refused before parsing,
