@@ -244,7 +244,8 @@ def _reasons(p: Person, settings: Settings) -> list[str]:
     if not p.plan.facts.groups:
         configured = ", ".join(repr(g.askcody_group or g.id) for g in settings.groups) or "none configured"
         return [f"in no configured group, directly or through nested groups (configured: {configured})"]
-    reasons = ["in scope"]
+    count = len(p.plan.facts.groups)
+    reasons = [f"in {count} configured group{'s' if count > 1 else ''}, directly or through nested groups"]
     if not u.account_enabled:
         kept = "memberships kept" if settings.askcody.deprovision == "disable" else "memberships kept, not deleted"
         reasons.append(f"accountEnabled is false in Entra: AskCody holds the user inactive ({kept})")
