@@ -76,6 +76,15 @@ class Tenant:
         finally:
             await store.close()
 
+    async def stored_groups(self, user_id: str) -> set[str]:
+        """The groups the reactor's store holds the user as a direct member of."""
+        store = SQLiteStore(str(self.db))
+        await store.open()
+        try:
+            return await store.groups_of(user_id)
+        finally:
+            await store.close()
+
 
 def add_person(sim: GraphSimulator, upn: str, display_name: str, **fields: Any) -> str:
     given, _, surname = display_name.partition(" ")

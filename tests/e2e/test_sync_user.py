@@ -38,6 +38,9 @@ async def test_one_user_by_upn_is_provisioned_through_the_nesting_and_nobody_els
     assert await t.memberships() == {RECEPTION: {u["alice"]}}  # Facility Management not even created
     alice = state["users"][0]
     assert alice["userName"] == t.upn["alice"] and alice["active"] is True
+    # The store keeps her membership as Graph holds it (the service plans her from it), nobody else's.
+    assert await t.stored_groups(u["alice"]) == {t.groups["nights"]}
+    assert await t.stored_groups(u["jens"]) == set()
 
     code, out, err = await t.reactor("sync", "--user", t.upn["alice"])
     assert code == 0, err
