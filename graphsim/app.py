@@ -21,7 +21,7 @@ from graphsim.delta import DeltaExpired, DeltaPage, DeltaQuery, DeltaResource
 from graphsim.handshake import validate_endpoint
 from graphsim.paging import CursorStore
 from graphsim.properties import GROUP_PROPERTIES, group_select, render_group, render_user, user_select
-from graphsim.query import max_page_size, parse_id_filter, parse_select, parse_top
+from graphsim.query import max_page_size, parse_id_filter, parse_property_filter, parse_select, parse_top
 from graphsim.responses import (
     GraphHTTPError,
     handle_graph_error,
@@ -38,6 +38,8 @@ MEMBERS_PAGE = 100
 MEMBERS_MAX_TOP = 999
 CHECK_MEMBER_GROUPS_MAX = 20
 USER_CAST = "microsoft.graph.user"
+USER_FILTER_PROPERTIES = ("id", "userPrincipalName", "mail")
+"""The user properties ``GET /users?$filter=`` takes an ``eq`` on here (Graph takes more)."""
 
 
 async def _json_body(request: Request) -> Any:
@@ -59,6 +61,7 @@ class GraphApi:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/users", self.list_users, methods=["GET"]),
             Route("/users/delta", self.users_delta, methods=["GET"]),
             Route("/users/{id}", self.get_user, methods=["GET"]),
             Route("/users/{id}/memberOf", self.member_of, methods=["GET"]),
@@ -104,6 +107,25 @@ class GraphApi:
             raise _not_found(key)
         body = {"@odata.context": f"{self._base(request)}/$metadata#users/$entity", **render_user(user, select)}
         return json_response(body)
+
+    async def list_users(self, request: Request) -> Response:
+        """``GET /users?$filter=mail eq '…'`` (or ``userPrincipalName``, ``id``): the present users
+        whose value matches without regard to case, as Graph compares them. Without a filter: 400
+        here (listing the whole tenant is not simulated)."""
+        self._enter(request, "list_users")
+        select = user_select(parse_select(request.query_params.get("$select")))
+        raw = request.query_params.get("$filter")
+        if raw is None:
+            raise GraphHTTPError(400, "Request_UnsupportedQuery", "The simulator lists users only with $filter.")
+        name, value = parse_property_filter(raw, USER_FILTER_PROPERTIES)
+        attribute = {"id": "id", "userPrincipalName": "user_principal_name", "mail": "mail"}[name]
+        wanted = value.casefold()
+        value_list = [
+            render_user(user, select)
+            for user in self.sim.tenant.users.values()
+            if not user.soft_deleted and (getattr(user, attribute) or "").casefold() == wanted
+        ]
+        return json_response({"@odata.context": f"{self._base(request)}/$metadata#users", "value": value_list})
 
     async def member_of(self, request: Request) -> Response:
         self._enter(request, "list_member_of")

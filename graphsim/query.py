@@ -1,4 +1,5 @@
-"""OData query options as Graph reads them: ``$select``, ``$filter`` on ids, ``$top``, ``Prefer`` page size."""
+"""OData query options as Graph reads them: ``$select``, ``$filter`` on ids or on one property, ``$top``,
+``Prefer`` page size."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from graphsim.responses import GraphHTTPError
 
 _ID_TERM = re.compile(r"^\s*id\s+eq\s+'([^']+)'\s*$", re.IGNORECASE)
 _OR = re.compile(r"\s+or\s+", re.IGNORECASE)
+_PROPERTY_TERM = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)
 _MAX_PAGE_SIZE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.IGNORECASE)
 
 
@@ -41,6 +43,16 @@ def parse_id_filter(raw: str | None, max_ids: int | None) -> frozenset[str] | No
             400, "Request_UnsupportedQuery", f"Too many ids in $filter: {len(ids)} (at most {max_ids})."
         )
     return frozenset(ids)
+
+
+def parse_property_filter(raw: str, properties: tuple[str, ...]) -> tuple[str, str]:
+    """``(property, value)`` of ``property eq 'value'`` (a quote doubled inside the value, as OData
+    writes it) for one of ``properties`` (matched without regard to case); 400 for any other filter."""
+    match = _PROPERTY_TERM.match(raw)
+    names = {p.lower(): p for p in properties}
+    if match is None or match.group(1).lower() not in names:
+        raise GraphHTTPError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={raw}")
+    return names[match.group(1).lower()], match.group(2).replace("''", "'")
 
 
 def parse_top(raw: str | None, default: int, maximum: int) -> int:

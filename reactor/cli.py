@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     y = sub.add_parser("sync", parents=[common], help="full reconcile now")
     y.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     y.add_argument("--json", action="store_true", help="print the plan as one JSON document")
+    y.add_argument("--user", metavar="USER", help="provision on demand: only this person (object id, UPN or e-mail)")
+
+    x = sub.add_parser("explain", parents=[common], help="why a person has the AskCody access they have")
+    x.add_argument("user", metavar="USER", help="object id, userPrincipalName or e-mail")
+    x.add_argument("--json", action="store_true", help="print one JSON document")
 
     subs = sub.add_parser("subscriptions", parents=[common], help="manage our Graph subscriptions")
     subs_verbs = subs.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -95,6 +100,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reactor.demo import run_demo
 
         return int(run_demo(once=args.once, port=args.port))
+    if verb == "sync" and args.user is not None:
+        from reactor.explain import sync_user_command
+
+        return int(asyncio.run(sync_user_command(_load(args), args.user, dry_run=args.dry_run, as_json=args.json)))
+    if verb == "explain":
+        from reactor.explain import explain_command
+
+        return int(asyncio.run(explain_command(_load(args), args.user, as_json=args.json)))
     if verb == "sync":
         from reactor.commands import sync_command
 

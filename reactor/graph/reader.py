@@ -261,6 +261,22 @@ class GraphReader:
             return None
         return parse_user(obj, self.cost_center_source)
 
+    async def find_user(self, key: str) -> EntraUser | None:
+        """The present user named by ``key``: an object id, else a userPrincipalName, else a mail
+        address (``$filter=… eq '…'``, quotes doubled as OData writes them); None when none matches.
+        A mail address shared by several users finds none (it names no one person)."""
+        if GUID.fullmatch(key):
+            return await self.get_user(key)
+        literal = "'" + key.replace("'", "''") + "'"
+        for prop in ("userPrincipalName", "mail"):
+            page = await self.client.get_json(
+                "users", {"$filter": f"{prop} eq {literal}", "$select": self.user_select}, operation="find_user"
+            )
+            found = [obj for obj in page.get("value", ()) if isinstance(obj, dict) and "id" in obj]
+            if len(found) == 1:
+                return parse_user(found[0], self.cost_center_source)
+        return None
+
     async def get_group(self, group_id: str) -> EntraGroup | None:
         """The group's id and displayName, or None when Graph answers 404."""
         try:

@@ -151,11 +151,13 @@ class SyncEngine(GroupRounds):
 
     async def plan(self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
                    read_user: bool = True, group_ids: dict[str, str] | None = None,
-                   scope: Scope | None = None) -> UserPlan:
-        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing.
+                   scope: Scope | None = None, remember: bool = True) -> UserPlan:
+        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing in AskCody.
 
         ``groups``: the groups the user is a direct member of (default: from the store), configured or
         nested in configured ones; ``scope`` the nesting they are read through (default: the store's).
+        ``remember``: keep the AskCody user found (or forget a mapping gone stale) in the store's
+        mappings; ``False`` for a dry run, which writes nothing at all.
         """
         if read_user:
             user = await self.reader.get_user(entra_id)
@@ -167,7 +169,7 @@ class SyncEngine(GroupRounds):
         if not facts.groups and mapping is None:
             # Never provisioned by us and not in scope: leave it alone without asking AskCody.
             return UserPlan(entra_id, facts, None, paths=paths)
-        current = await self._current(entra_id, user, mapping)
+        current = await self._current(entra_id, user, mapping, remember=remember)
         known = group_ids if group_ids is not None else await self.group_ids()
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
@@ -194,16 +196,21 @@ class SyncEngine(GroupRounds):
             out[gid] = name
         return out
 
-    async def _current(self, entra_id: str, user: EntraUser | None, mapping: ObjectMapping | None) -> ScimUser | None:
+    async def _current(
+        self, entra_id: str, user: EntraUser | None, mapping: ObjectMapping | None, *, remember: bool = True
+    ) -> ScimUser | None:
         if mapping is not None and mapping.scim_id:
             try:
                 return await self.scim.get_user(mapping.scim_id)
             except NotFoundError:
                 # Gone from AskCody (deleted by hand?): forget it and look again by externalId, userName, e-mail.
-                await self.store.delete_mapping("user", entra_id)
+                if remember:
+                    await self.store.delete_mapping("user", entra_id)
         found = await self.scim.find_user(
             entra_id, user.user_principal_name if user else None, user.mail if user else None
         )
+        if not remember:
+            return found
         if found is not None:
             await self.store.put_mapping(ObjectMapping("user", entra_id, found.id, {}, time.time()))
         elif mapping is not None and not mapping.scim_id:
@@ -366,11 +373,13 @@ class SyncEngine(GroupRounds):
 
     async def full_plan(self) -> list[UserPlan]:
         """Read every group in scope (nested ones included) and its members from Graph and plan every
-        user (changes nothing)."""
+        user (changes nothing, in AskCody or in the store)."""
         members, nesting = await self.read_groups()
-        return await self._plan_all(members, nesting)
+        return await self._plan_all(members, nesting, remember=False)
 
-    async def _plan_all(self, members: Mapping[str, frozenset[str]], nesting: Nesting) -> list[UserPlan]:
+    async def _plan_all(
+        self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True
+    ) -> list[UserPlan]:
         direct: dict[str, set[str]] = {}
         for gid, uids in members.items():
             for uid in uids:
@@ -382,7 +391,9 @@ class SyncEngine(GroupRounds):
 
         async def one(uid: str) -> UserPlan:
             async with sem:
-                return await self.plan(uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope)
+                return await self.plan(
+                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember
+                )
 
         plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
         return [p for p in plans if p.operations]

@@ -36,6 +36,31 @@ async def test_unknown_and_soft_deleted_users_are_404(sim: GraphSimulator, graph
         assert response.json()["error"]["code"] == "Request_ResourceNotFound"
 
 
+async def test_users_filtered_by_mail_or_upn(sim: GraphSimulator, graph: httpx.AsyncClient) -> None:
+    guest = sim.add_user(
+        user_principal_name="siobhan.o'brien_gmail.com#EXT#@x.onmicrosoft.com", mail="Siobhan.O'Brien@gmail.com",
+        display_name="Siobhán O'Brien",
+    )
+    hybrid = sim.add_user(user_principal_name="jens@x.test", mail="jens.hansen@x.local")
+    gone = sim.add_user(user_principal_name="gone@x.test", mail="gone@x.test")
+    sim.soft_delete_user(gone)
+
+    async def found(query: str) -> list[str]:
+        response = await graph.get("/users", params={"$filter": query, "$select": "id,displayName"})
+        assert response.status_code == 200, response.text
+        return [u["id"] for u in response.json()["value"]]
+
+    assert await found("mail eq 'siobhan.o''brien@gmail.com'") == [guest]  # case-insensitive, quote doubled
+    assert await found("userPrincipalName eq 'siobhan.o''brien_gmail.com#EXT#@x.onmicrosoft.com'") == [guest]
+    assert await found("mail eq 'jens.hansen@x.local'") == [hybrid]
+    assert await found(f"id eq '{hybrid}'") == [hybrid]
+    assert await found("mail eq 'gone@x.test'") == []  # soft-deleted users are not listed
+    for bad in ("displayName eq 'Jens'", "startswith(mail,'j')", None):
+        response = await graph.get("/users", params={"$filter": bad} if bad else None)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "Request_UnsupportedQuery"
+
+
 async def test_group_and_paged_members(sim: GraphSimulator, graph: httpx.AsyncClient) -> None:
     gid = sim.add_group(display_name="Reception")
     users = [sim.add_user(user_principal_name=f"m{i}@x.test") for i in range(5)]
