@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from reactor import log  # noqa: E402
-from tests.proofs.model_case import random_case, run_case  # noqa: E402
+from reactor import log
+from tests.proofs.model_case import random_case, run_case
 
 
 def _pct(values: list[float], q: float) -> float:

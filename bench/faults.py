@@ -24,10 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from reactor import log  # noqa: E402
-from tests.proofs.scenarios import FaultResult, dropped_notifications, kill9, scim_outage, throttle_storm  # noqa: E402
+from reactor import log
+from tests.proofs.scenarios import FaultResult, dropped_notifications, kill9, scim_outage, throttle_storm
 
 Scenario = Callable[[Path, int], Awaitable[FaultResult]]
 

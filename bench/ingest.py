@@ -28,10 +28,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from tests.support.reactor_proc import ReactorProcess, write_config  # noqa: E402
-from tests.support.servers import free_port  # noqa: E402
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.servers import free_port
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"

@@ -36,21 +36,19 @@ from typing import Any, TypeVar
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from graphsim import GraphSimulator  # noqa: E402
-from reactor import log  # noqa: E402
-from reactor.config import GraphSettings, Secret, Settings, with_overrides  # noqa: E402
-from reactor.demo.stack import Stack, local_stack  # noqa: E402
-from reactor.graph import client as graph_client  # noqa: E402
-from reactor.graph import reader as graph_reader  # noqa: E402
-from reactor.graph.client import GraphClient  # noqa: E402
-from reactor.graph.reader import GraphReader  # noqa: E402
-from reactor.ratelimit import TokenBucket  # noqa: E402
-from reactor.store import SQLiteStore  # noqa: E402
-from tests.support.eventually import eventually  # noqa: E402
-from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy  # noqa: E402
-from tests.support.scim_server import scim_server  # noqa: E402
+from graphsim import GraphSimulator
+from reactor import log
+from reactor.config import GraphSettings, Secret, Settings, with_overrides
+from reactor.demo.stack import Stack, local_stack
+from reactor.graph import client as graph_client
+from reactor.graph import reader as graph_reader
+from reactor.graph.client import GraphClient
+from reactor.graph.reader import GraphReader
+from reactor.ratelimit import TokenBucket
+from reactor.store import SQLiteStore
+from tests.support.eventually import eventually
+from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
+from tests.support.scim_server import scim_server
 
 T = TypeVar("T")
 TOKEN = "sim-token"

@@ -43,7 +43,6 @@ from reactor.scim import dialect as forms
 from reactor.scim.resources import (
     group_body,
     has_groups,
-    member_ids,
     parse_group,
     parse_user,
     quote,
@@ -265,11 +264,6 @@ class AskCodyClient:
         found = self._search("/Groups", self._member_filter.format(quote(scim_id)), attributes="id")
         return frozenset([str(g["id"]) async for g in found if "id" in g])
 
-    async def list_users(self, *, page_size: int = PAGE_SIZE) -> AsyncIterator[ScimUser]:
-        """Every user AskCody holds (without memberships), page by page."""
-        async for data in self._search("/Users", page_size=page_size):
-            yield parse_user(data)
-
     async def create_user(self, attrs: UserAttributes, *, active: bool = True) -> tuple[ScimUser, bool]:
         """Create the user with the core and enterprise schemas; ``(user, True)``.
 
@@ -369,11 +363,6 @@ class AskCodyClient:
     async def get_group(self, scim_id: str) -> ScimGroup:
         """The group by SCIM id, with its members (NotFoundError when gone)."""
         return parse_group(await self.request("GET", f"/Groups/{segment(scim_id)}"))
-
-    async def group_members(self, scim_id: str) -> frozenset[str]:
-        """SCIM ids of the group's members."""
-        data = await self.request("GET", f"/Groups/{segment(scim_id)}", params={"attributes": "members"})
-        return member_ids(data) if isinstance(data, dict) else frozenset()
 
     async def add_members(self, scim_group_id: str, user_ids: Iterable[str], *, batch: int = MEMBER_BATCH) -> None:
         """Add members, ``batch`` per PATCH (one ``add`` with a value list)."""

@@ -39,3 +39,10 @@ async def server() -> AsyncIterator[ScimServer]:
 async def client(server: ScimServer) -> AsyncIterator[AskCodyClient]:
     async with AskCodyClient(askcody(server.url, server.token), TokenBucket(10_000)) as c:
         yield c
+
+
+async def group_members(client: AskCodyClient, scim_id: str) -> frozenset[str]:
+    """The SCIM ids of a group's members, read from AskCody (what a test checks it holds)."""
+    data = await client.request("GET", f"/Groups/{scim_id}", params={"attributes": "members"})
+    assert isinstance(data, dict)
+    return frozenset(m["value"] for m in data.get("members") or [])

@@ -14,6 +14,7 @@ from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
 from reactor.sync.apply import apply_operations, refused_attributes
 from reactor.sync.planner import plan_user, user_attributes
+from tests.scim.conftest import group_members
 from tests.support.faultproxy import fault_proxy
 from tests.support.scim_server import ScimServer
 
@@ -93,7 +94,7 @@ async def test_deprovision_delete(client: AskCodyClient, server: ScimServer) -> 
     gone = UserFacts(person(2).entra_id, None)
     assert await sync(client, gone, s, ids) == [RemoveMember, DeleteUser]
     assert server.resources("User") == []
-    assert await client.group_members(ids[G1]) == frozenset()
+    assert await group_members(client, ids[G1]) == frozenset()
     assert await sync(client, person(2, G1), s, ids) == [CreateUser, AddMember]
 
 
@@ -119,7 +120,7 @@ async def test_a_deleted_group_takes_its_members_along(client: AskCodyClient) ->
     result = await apply_operations(client, ops, group_ids=ids)
     assert result.ok
     assert [type(op) for op in result.applied] == [RemoveMember, RemoveMember, SetActive]
-    assert await client.group_members(ids[G1]) == frozenset()
+    assert await group_members(client, ids[G1]) == frozenset()
     kept = await client.find_user(stays.entra_id)
     dropped = await client.find_user(goes.entra_id)
     assert kept is not None and kept.active and kept.groups == frozenset({ids[G2]})
@@ -143,7 +144,7 @@ async def test_a_full_sync_batches_memberships_per_group_and_isolates_failures(
             assert {op.entra_user_id for op in result.skipped if isinstance(op, AddMember)} == {people[3].entra_id}
             assert proxy.count("PATCH", "/Groups/*") == 2  # one add per group for the five users created
             for group_id in result.group_ids.values():
-                assert len(await client.group_members(group_id)) == 5
+                assert len(await group_members(client, group_id)) == 5
             for f in people[:3] + people[4:]:
                 assert await converged(client, f, s, result.group_ids)
 
