@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from reactor.config import StoreSettings
+from tests.support.postgres import Cluster
 from tests.support.reactor_proc import ReactorProcess, write_config
 from tests.support.servers import free_port
 
@@ -120,17 +123,29 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5, help="load per server per round")
     ap.add_argument("--warmup", type=int, default=5, help="seconds of load per server before measuring")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the journal: SQLite (WAL, synchronous=FULL) or a throwaway durable PostgreSQL cluster")
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None
     print(f"load generator: {'wrk' if use_wrk else 'python (httpx) - install wrk for figures that load the server fully'}")
+    cluster: Cluster | None = None
+    if args.store == "postgresql":
+        cluster = Cluster(durable=True)
+        cluster.start()
+        atexit.register(cluster.stop)  # also when the run fails half-way (stop is idempotent)
+        print(f"store: PostgreSQL {cluster.bin.parent.name} on 127.0.0.1:{cluster.port} (fsync on)")
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         db = tmp / "reactor.db"
+        store_url = f"sqlite:///{db}"
+        if cluster is not None:
+            store_url = cluster.url(asyncio.run(cluster.create_database()))
 
         async def seed() -> None:
-            from reactor.store import SQLiteStore, SubscriptionRecord
+            from reactor.store import SubscriptionRecord
+            from reactor.store import open_store as open_any
 
-            store = SQLiteStore(str(db))
+            store = open_any(StoreSettings(url=store_url))
             await store.open()
             await store.save_subscription(SubscriptionRecord(
                 SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time()))
@@ -143,7 +158,7 @@ def main() -> None:
         config = write_config(tmp / "reactor.toml", {
             "server": {"port": port, "log_level": "error"},
             "graph": {"tenant_id": TENANT},
-            "store": {"url": f"sqlite:///{db}"},
+            "store": {"url": store_url},
             "sync": {"workers": 1},
             "subscriptions": {"enabled": False},
         })
@@ -185,15 +200,16 @@ def main() -> None:
                 proc.terminate()
 
         async def journal_count() -> int:
-            from reactor.store import SQLiteStore
+            from reactor.store import open_store as open_any
 
-            store = SQLiteStore(str(db))
+            store = open_any(StoreSettings(url=store_url))
             await store.open()
             n, _ = await store.backlog()
             await store.close()
             return n
 
         left = asyncio.run(journal_count())
+
     print(f"{'':16} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}   ({args.rounds} rounds of {args.seconds} s, "
           f"{args.connections} connections)")
     totals: dict[str, float] = {}
