@@ -268,6 +268,8 @@ class SQLiteStore(SQLiteWriter):
 
     # audit -------------------------------------------------------------------------------------
     async def record_audit(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
+            return
         values = [
             (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
              r.outcome, r.error, orjson.dumps(list(r.journal_seqs)))

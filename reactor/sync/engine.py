@@ -14,7 +14,7 @@
 Audit: every operation applied or tried is kept (:class:`~reactor.store.base.AuditRow`) with its
 cause: ``notification``, ``groups delta``, ``reconcile`` (from the journal entries of the unit) or
 ``cli`` (a direct call: ``reactor sync``, a dead-letter replay), the journal entries behind it and
-its outcome.
+its outcome (operations not attempted because an earlier one of the user failed have no row).
 
 Failures: a transient error left after the client's retries raises, so the dispatcher keeps the
 unit journaled and runs it again later (nothing is lost while AskCody is down); a permanent one goes
@@ -283,9 +283,10 @@ class SyncEngine(GroupRounds):
         try:
             known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)], ensured)
         finally:
-            await self.store.record_audit(
-                [self._audit(op, plan, "", cause=cause, origin=origin, seqs=seqs) for op in ensured]
-            )
+            if ensured:
+                await self.store.record_audit(
+                    [self._audit(op, plan, "", cause=cause, origin=origin, seqs=seqs) for op in ensured]
+                )
         operations = [op for op in plan.operations if not isinstance(op, EnsureGroup)]
         if plan.current is None and any(isinstance(op, CreateUser) for op in operations):
             # A mapping without SCIM id, written before the create: when the create's outcome is
