@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -57,7 +58,21 @@ def _parser() -> argparse.ArgumentParser:
     dlr.add_argument("--all", action="store_true", help="replay every dead letter")
 
     sub.add_parser("check-config", parents=[common], help="validate and print the effective configuration")
+
+    au = sub.add_parser("audit", parents=[common], help="the applied SCIM operations with cause, time and outcome")
+    au.add_argument("--user", metavar="USER", help="only this person's (UPN, object id or e-mail)")
+    au.add_argument("--since", metavar="ISO", type=_iso_time, help="only from this time on (ISO 8601; UTC unless it says)")
+    au.add_argument("--json", action="store_true", help="print one JSON document (an array of objects)")
     return p
+
+
+def _iso_time(text: str) -> float:
+    """An ISO 8601 time as epoch seconds; one without an offset is UTC."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-12-01T08:00:00Z)") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _print_json(data: Any) -> None:
@@ -130,6 +145,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                 replay_all=getattr(args, "all", False),
                 as_json=getattr(args, "json", False),
             )
+        ))
+    if verb == "audit":
+        from reactor.commands import audit_command
+
+        return int(asyncio.run(
+            audit_command(_load(args, require_remote=False), user=args.user, since=args.since, as_json=args.json)
         ))
     raise AssertionError(verb)
 

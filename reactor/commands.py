@@ -1,4 +1,4 @@
-"""The one-shot CLI verbs: ``sync``, ``subscriptions …`` and ``deadletters …``.
+"""The one-shot CLI verbs: ``sync``, ``subscriptions …``, ``deadletters …`` and ``audit``.
 
 Each opens the store and the remote clients it needs, does its work and closes them. They print for
 people by default and one JSON document with ``--json``. Return values are exit codes.
@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -186,3 +187,27 @@ async def deadletters_command(
     for i, err in failed:
         _out(f"failed {i}: {err}")
     return EXIT_OK if not failed else EXIT_FAILURE
+
+
+async def audit_command(settings: Settings, *, user: str | None, since: float | None, as_json: bool) -> int:
+    """``reactor audit [--user USER] [--since ISO] [--json]``: the audit trail, oldest first."""
+    async with opened(settings, remote=False) as (store, _):
+        rows = await store.audit(user=user, since=since)
+    if as_json:
+        _json([dict(asdict(r), journal_seqs=list(r.journal_seqs), time=_utc(r.at)) for r in rows])
+        return EXIT_OK
+    if not rows:
+        _out("no audited operations" + (f" for {user}" if user else "") + (f" since {_utc(since)}" if since else ""))
+        return EXIT_OK
+    table = [("TIME (UTC)", "USER", "CAUSE", "OUTCOME", "OPERATION")]
+    for r in rows:
+        what = f"{r.operation} ({r.error})" if r.error else r.operation
+        table.append((_utc(r.at), r.upn or r.entra_id, r.cause, r.outcome, what))
+    widths = [max(len(line[i]) for line in table) for i in range(4)]
+    for line in table:
+        _out("  ".join(cell.ljust(w) for cell, w in zip(line[:4], widths, strict=True)) + "  " + line[4])
+    return EXIT_OK
+
+
+def _utc(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

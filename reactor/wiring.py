@@ -1,5 +1,5 @@
 """Assembling the real service: Graph client and reader, AskCody client, sync engine, subscriptions,
-the periodic reconcile, and the readiness checks that go with them."""
+the periodic reconcile, the audit pruning, and the readiness checks that go with them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from reactor.ratelimit import TokenBucket
 from reactor.retry import RetryPolicy
 from reactor.scim.client import AskCodyClient
 from reactor.service import Check, Component, Service, StatusSource
-from reactor.store.base import JournalItem, Store
+from reactor.store.base import Audit, JournalItem, Store
 from reactor.sync.engine import SyncEngine
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
@@ -81,6 +81,46 @@ class ReconcileLoop:
                 log.event("reconcile_request_failed", level="error", error=repr(exc))
             await asyncio.sleep(self.interval)  # the period between reconciles, not a wait for work
             reason = "periodic reconcile"
+
+
+DAY = 86_400.0
+
+
+@dataclass
+class AuditPruning:
+    """Removes the audit rows older than ``store.audit_retention_days``: at start, then every ``interval``."""
+
+    audit: Audit
+    retention_days: int
+    interval: float = DAY
+    clock: Callable[[], float] = time.time
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        await self.prune()
+        self._task = asyncio.create_task(self._run(), name="reactor-audit-pruning")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def prune(self) -> int:
+        """Remove the rows older than the retention now; how many were removed (0 when the store failed)."""
+        try:
+            removed = await self.audit.prune_audit(self.clock() - self.retention_days * DAY)
+        except Exception as exc:
+            log.event("audit_prune_failed", level="error", error=repr(exc))
+            return 0
+        if removed:
+            log.event("audit_pruned", rows=removed, retention_days=self.retention_days)
+        return removed
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)  # the period between prunings, not a wait for work
+            await self.prune()
 
 
 @dataclass
@@ -165,6 +205,7 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
         status_sources["subscription_health"] = subscription_status
         on_scrape.append(publish_expiry)
     components.append(reconcile)
+    components.append(AuditPruning(store, settings.store.audit_retention_days))
 
     engine = SyncEngine(settings, store, clients.reader, clients.scim, enqueue=enqueue, on_lifecycle=on_lifecycle)
 

@@ -12,8 +12,9 @@ import pytest
 from reactor.config import StoreSettings
 from reactor.errors import StoreError
 from reactor.secret import Secret
-from reactor.store import PostgresStore, open_store
+from reactor.store import AuditRow, PostgresStore, open_store
 from reactor.store.base import JournalItem
+from reactor.store.postgres import MIGRATIONS
 from tests.support.postgres import PASSWORD, Cluster
 from tests.support.servers import free_port
 
@@ -34,9 +35,9 @@ async def test_two_stores_opening_a_fresh_database_at_once_both_succeed_with_one
             tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         finally:
             await conn.close()
-        assert versions == [1], "the schema was made once"
+        assert versions == [1, 2], "the schema was made once"
         assert tables == {"schema_version", "journal", "subscriptions", "meta", "mappings", "members", "dead_letters",
-                          "changes"}
+                          "audit"}
         seqs = await stores[0].append([item("u-anna")])
         assert [e.seq for e in await stores[3].pending()] == seqs
     finally:
@@ -52,7 +53,7 @@ async def test_reopening_keeps_the_schema_and_a_newer_schema_is_refused(postgres
     await again.close()
     conn = await asyncpg.connect(postgres_url)
     try:
-        assert await conn.fetchval("SELECT count(*) FROM schema_version") == 1
+        assert await conn.fetchval("SELECT count(*) FROM schema_version") == len(MIGRATIONS)
         await conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
     finally:
         await conn.close()
@@ -140,5 +141,26 @@ async def test_a_dropped_database_makes_writes_and_pings_store_errors(postgres_c
         assert PASSWORD not in str(caught.value)
         with pytest.raises(StoreError, match="does not exist"):
             await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_a_database_of_the_first_schema_is_migrated_to_the_audit(postgres_url: str) -> None:
+    class FirstSchema(PostgresStore):
+        migrations = MIGRATIONS[:1]
+
+    old = FirstSchema(postgres_url)
+    await old.open()
+    await old.set_meta("delta:users", "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a%3D")
+    await old.close()
+    store = PostgresStore(postgres_url)
+    await store.open()
+    try:
+        assert await store.get_meta("delta:users") == "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a%3D"
+        row = AuditRow(1_700_000_000.0, "7c1f0e2a-51b4-4c1e-9d0a-2f6e8b3c4d5e",
+                       "anna.o'brien_fabrikam.com#EXT#@contoso.onmicrosoft.com", "create_user", "create user anna",
+                       "notification", "1 notification(s) (updated)", journal_seqs=(7,))
+        await store.record_audit([row])
+        assert await store.audit() == [row]
     finally:
         await store.close()

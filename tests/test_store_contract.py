@@ -4,14 +4,13 @@ scripts, apostrophes and quotes."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from reactor.errors import StoreError
-from reactor.store import AppliedChange, ObjectMapping, Store, SubscriptionRecord
-from reactor.store.base import JournalItem
+from reactor.store import AppliedChange, AuditRow, ObjectMapping, Store, SubscriptionRecord
+from reactor.store.base import AuditOutcome, JournalItem
 from tests.support.stores import StoreFactory
 
 GUEST = "7c1f0e2a-51b4-4c1e-9d0a-2f6e8b3c4d5e"
@@ -128,19 +127,71 @@ async def test_dead_letters_numbered_listed_in_order_and_deleted(any_store: Stor
     assert [d.id for d in await any_store.dead_letters()] == [second]
 
 
-async def test_recent_changes_newest_first_limited_and_pruned_to_the_last_thousand(any_store: Store) -> None:
-    first = AppliedChange(1_700_000_000.0, GUEST, "created", "joined Reception", "Anna O'Brien")
-    second = AppliedChange(1_700_000_001.0, HYBRID, "disabled", "left every group")
-    await any_store.record_change(first)
-    await any_store.record_change(second)
-    assert await any_store.recent_changes() == [second, first]
-    assert await any_store.recent_changes(limit=1) == [second]
-    # Concurrent, so that SQLite commits them in a few group commits rather than 1098 syncs.
-    await asyncio.gather(*(any_store.record_change(AppliedChange(1_700_000_002.0 + n, f"u-{n}", "updated", "displayName"))
-                           for n in range(1098)))
-    kept = await any_store.recent_changes(limit=5000)
-    assert len(kept) == 1000, "at the 1100th change the oldest 100 are pruned"
-    assert first not in kept and second not in kept
+GUEST_UPN = "anna.o'brien_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+HYBRID_UPN = "J.Meier@contoso.com"
+
+
+def audit_row(at: float, entra_id: str, upn: str, op: str, operation: str, *, cause: str = "notification",
+              reason: str = "1 notification(s) (updated)", outcome: AuditOutcome = "applied", error: str = "",
+              journal_seqs: tuple[int, ...] = (), mail: str = "") -> AuditRow:
+    return AuditRow(at, entra_id, upn, op, operation, cause, reason, outcome, error, journal_seqs, mail)
+
+
+async def test_audit_rows_keep_every_field_and_are_read_in_order_by_user_and_since(any_store: Store) -> None:
+    create = audit_row(1_700_000_000.25, GUEST, GUEST_UPN, "create_user",
+                       f"create user {GUEST_UPN} (externalId {GUEST}, active)", journal_seqs=(41, 42),
+                       mail="anna.o'brien@fabrikam.com")
+    group = audit_row(1_700_000_000.25, STAFF, "", "ensure_group", "ensure group 'Reception \u2013 Kø & Café'",
+                      cause="cli", reason="reactor sync")
+    add = audit_row(1_700_000_000.25, GUEST, GUEST_UPN, "add_member", f"add user {GUEST_UPN} to group 'Reception'",
+                    journal_seqs=(41, 42), mail="anna.o'brien@fabrikam.com")
+    hybrid = audit_row(1_700_000_100.0, HYBRID, HYBRID_UPN, "update_user", "update user J.Meier@contoso.com: "
+                       "display_name='Jürgen \"Jo\" Meier'", cause="groups delta", reason="2 notification(s); groups delta",
+                       outcome="refused", error="written without emails[type eq \"work\"]: AskCody refused them",
+                       mail="j.meier@corp.contoso.local")
+    failed = audit_row(1_700_000_200.0, GUEST, GUEST_UPN, "set_active", f"disable user {GUEST_UPN} (SCIM s-1)",
+                       cause="reconcile", reason="periodic reconcile", outcome="failed",
+                       error="PermanentError: PATCH /Users/s-1: answered 400")
+    await any_store.record_audit([create, group, add])
+    await any_store.record_audit([])
+    await any_store.record_audit([hybrid])
+    await any_store.record_audit([failed])
+
+    assert await any_store.audit() == [create, group, add, hybrid, failed], "oldest first, in the order recorded"
+    assert await any_store.audit(user=GUEST) == [create, add, failed]
+    assert await any_store.audit(user=GUEST_UPN.upper()) == [create, add, failed], "a UPN in any letter case"
+    assert await any_store.audit(user="J.MEIER@corp.contoso.local") == [hybrid], "by e-mail"
+    assert await any_store.audit(user="nobody@contoso.com") == []
+    assert await any_store.audit(since=1_700_000_100.0) == [hybrid, failed]
+    assert await any_store.audit(user=GUEST, since=1_700_000_000.5) == [failed]
+    assert await any_store.audit(limit=2) == [hybrid, failed], "the newest rows"
+
+
+async def test_recent_changes_are_the_applied_and_refused_audit_rows_newest_first(any_store: Store) -> None:
+    created = audit_row(1_700_000_000.0, GUEST, GUEST_UPN, "create_user", f"create user {GUEST_UPN}",
+                        reason="joined Reception")
+    refused = audit_row(1_700_000_001.0, HYBRID, HYBRID_UPN, "update_user", "update user J.Meier@contoso.com",
+                        reason="left every group", outcome="refused", error="written without emails: AskCody refused them")
+    failed = audit_row(1_700_000_002.0, GUEST, GUEST_UPN, "set_active", "disable user", outcome="failed", error="boom")
+    unnamed = audit_row(1_700_000_003.0, GREEK, "", "add_member", f"add user {GREEK} to group 'Reception'")
+    await any_store.record_audit([created, refused, failed, unnamed])
+
+    assert await any_store.recent_changes() == [
+        AppliedChange(1_700_000_003.0, GREEK, f"add user {GREEK} to group 'Reception'", "1 notification(s) (updated)", ""),
+        AppliedChange(1_700_000_001.0, HYBRID, "update user J.Meier@contoso.com; written without emails: AskCody refused them",
+                      "left every group", HYBRID_UPN),
+        AppliedChange(1_700_000_000.0, GUEST, f"create user {GUEST_UPN}", "joined Reception", GUEST_UPN),
+    ]
+    assert [c.entra_id for c in await any_store.recent_changes(limit=1)] == [GREEK]
+
+
+async def test_prune_audit_removes_the_rows_older_than_the_cutoff(any_store: Store) -> None:
+    old = [audit_row(1_600_000_000.0 + n, GUEST, GUEST_UPN, "update_user", f"update {n}") for n in range(3)]
+    kept = audit_row(1_700_000_000.0, GUEST, GUEST_UPN, "add_member", "add")
+    await any_store.record_audit([*old, kept])
+    assert await any_store.prune_audit(1_700_000_000.0) == 3
+    assert await any_store.prune_audit(1_700_000_000.0) == 0
+    assert await any_store.audit() == [kept]
 
 
 async def test_backlog_counts_pending_items_and_the_oldest(any_store: Store) -> None:

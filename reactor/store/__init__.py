@@ -3,6 +3,7 @@
 from reactor.config import StoreSettings
 from reactor.store.base import (
     AppliedChange,
+    AuditRow,
     DeadLetter,
     JournalEntry,
     JournalItem,
@@ -26,6 +27,7 @@ def open_store(settings: StoreSettings) -> Store:
 
 __all__ = [
     "AppliedChange",
+    "AuditRow",
     "DeadLetter",
     "JournalEntry",
     "JournalItem",

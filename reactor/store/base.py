@@ -88,13 +88,51 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class AppliedChange:
-    """One line of the 'recent changes' log shown on the status page."""
+    """One line of the 'recent changes' shown on the status page (an audit row: :func:`change_of`)."""
 
     at: float
     entra_id: str
     what: str
     why: str
     who: str = ""
+
+
+AuditCause = Literal["notification", "groups delta", "reconcile", "cli"]
+AuditOutcome = Literal["applied", "failed", "refused"]
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One SCIM operation the reactor applied or tried (``reactor audit``, the status page's recent
+    changes), kept for ``store.audit_retention_days``.
+
+    ``cause``: what set it off (several, comma separated, when work of different origins was merged);
+    ``reason``: the cause as the engine names it ("2 notification(s) (updated)", "periodic
+    reconcile", "reactor sync"); ``journal_seqs``: the journal entries behind it, when known (for a
+    groups-delta round, the group notifications that started the round). ``outcome``: ``applied``;
+    ``refused`` (applied without optional attributes AskCody refused, named in ``error``); ``failed``
+    (``error`` says why). ``entra_id`` is the user's, or the group's for an ``ensure_group``.
+    """
+
+    at: float
+    entra_id: str
+    upn: str
+    op: str
+    """The operation's kind (:func:`reactor.domain.operations.kind`): ``create_user``, ``add_member``…"""
+    operation: str
+    """The operation as people read it (:func:`reactor.domain.operations.describe`, with names)."""
+    cause: str
+    reason: str
+    outcome: AuditOutcome = "applied"
+    error: str = ""
+    journal_seqs: tuple[int, ...] = ()
+    mail: str = ""
+
+
+def change_of(row: AuditRow) -> AppliedChange:
+    """The status page's line for an audit row (a refusal says what was left out)."""
+    what = f"{row.operation}; {row.error}" if row.outcome == "refused" and row.error else row.operation
+    return AppliedChange(row.at, row.entra_id, what, row.reason, row.upn)
 
 
 class Lifecycle(Protocol):
@@ -185,13 +223,26 @@ class DeadLetters(Protocol):
 
 
 class ChangeLog(Protocol):
-    """The applied changes shown on the status page."""
+    """The applied changes shown on the status page: the audit's applied and refused operations."""
 
-    async def record_change(self, change: AppliedChange) -> None: ...
+    async def recent_changes(self, limit: int = 50) -> list[AppliedChange]:
+        """The newest ``limit`` applied (or refused-attribute) audit rows, newest first."""
 
-    async def recent_changes(self, limit: int = 50) -> list[AppliedChange]: ...
+
+class Audit(Protocol):
+    """Every SCIM operation applied or tried, with its cause and outcome (``reactor audit``)."""
+
+    async def record_audit(self, rows: Sequence[AuditRow]) -> None: ...
+
+    async def audit(self, user: str | None = None, since: float | None = None, limit: int = 10_000) -> list[AuditRow]:
+        """The newest ``limit`` rows at or after ``since``, oldest first (in the order applied);
+        ``user``: only the rows of the user with this Entra object id, UPN or e-mail (letter case
+        ignored for the UPN and e-mail)."""
+
+    async def prune_audit(self, before: float) -> int:
+        """Remove the rows older than ``before``; how many were removed."""
 
 
-class Store(Lifecycle, Journal, Subscriptions, Meta, Mappings, Memberships, DeadLetters, ChangeLog, Protocol):
+class Store(Lifecycle, Journal, Subscriptions, Meta, Mappings, Memberships, DeadLetters, ChangeLog, Audit, Protocol):
     """Durable state of the reactor: every role above. Consumers type against the roles they use;
     every store (SQLite, PostgreSQL) implements them all."""

@@ -11,10 +11,12 @@ import orjson
 
 from reactor.store.base import (
     AppliedChange,
+    AuditRow,
     DeadLetter,
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
+    change_of,
 )
 from reactor.store.postgres_writer import PostgresWriter
 
@@ -74,10 +76,33 @@ MIGRATIONS: tuple[str, ...] = (
         who TEXT NOT NULL DEFAULT ''
     );
     """,
+    """
+    CREATE TABLE audit (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        entra_id TEXT NOT NULL,
+        upn TEXT NOT NULL,
+        upn_key TEXT NOT NULL,
+        mail TEXT NOT NULL,
+        mail_key TEXT NOT NULL,
+        op TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        cause TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT NOT NULL,
+        journal_seqs BIGINT[] NOT NULL
+    );
+    CREATE INDEX audit_by_entra_id ON audit (entra_id);
+    CREATE INDEX audit_by_upn ON audit (upn_key);
+    CREATE INDEX audit_by_mail ON audit (mail_key);
+    CREATE INDEX audit_by_at ON audit (at);
+    DROP TABLE changes;
+    """,
 )
 """Migration ``n`` (1-based) brings the schema from version ``n - 1`` to ``n``; append, never edit."""
 
-_KEEP_CHANGES = 1000
+_AUDIT_COLUMNS = "at, entra_id, upn, op, operation, cause, reason, outcome, error, journal_seqs, mail"
 # Text is ordered bytewise, as SQLite does, whatever collation the database was created with.
 _C = 'COLLATE "C"'
 
@@ -251,22 +276,45 @@ class PostgresStore(PostgresWriter):
     async def delete_dead_letter(self, dead_letter_id: int) -> None:
         await self._run(lambda c: c.execute("DELETE FROM dead_letters WHERE id = $1", dead_letter_id))
 
-    # applied changes -----------------------------------------------------------------------------
-    async def record_change(self, change: AppliedChange) -> None:
-        ch = change
+    # audit -------------------------------------------------------------------------------------
+    async def record_audit(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
+            return
+        values = [
+            (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
+             r.outcome, r.error, list(r.journal_seqs))
+            for r in rows
+        ]
+        await self._transaction(lambda c: c.executemany(
+            "INSERT INTO audit (at, entra_id, upn, upn_key, mail, mail_key, op, operation, cause, reason, outcome,"
+            " error, journal_seqs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            values,
+        ))
 
-        async def job(c: Any) -> None:
-            last = int(await c.fetchval(
-                "INSERT INTO changes (at, entra_id, what, why, who) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                ch.at, ch.entra_id, ch.what, ch.why, ch.who,
-            ))
-            if last % 100 == 0:
-                await c.execute("DELETE FROM changes WHERE id <= $1", last - _KEEP_CHANGES)
+    async def audit(self, user: str | None = None, since: float | None = None, limit: int = 10_000) -> list[AuditRow]:
+        where: list[str] = ["at >= $1"]
+        args: list[float | str] = [since if since is not None else float("-inf")]
+        if user is not None:
+            where.append("(entra_id = $2 OR upn_key = $3 OR mail_key = $3)")
+            args += [user, user.lower()]
+        rows = await self._run(lambda c: c.fetch(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC"
+            f" LIMIT ${len(args) + 1}",
+            *args, limit,
+        ))
+        return [_audit_row(r) for r in reversed(rows)]
 
-        await self._transaction(job)
+    async def prune_audit(self, before: float) -> int:
+        status = await self._run(lambda c: c.execute("DELETE FROM audit WHERE at < $1", before))
+        return int(str(status).rsplit(" ", 1)[-1])
 
     async def recent_changes(self, limit: int = 50) -> list[AppliedChange]:
-        rows = await self._run(
-            lambda c: c.fetch("SELECT at, entra_id, what, why, who FROM changes ORDER BY id DESC LIMIT $1", limit)
-        )
-        return [AppliedChange(*r) for r in rows]
+        rows = await self._run(lambda c: c.fetch(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE outcome <> 'failed' ORDER BY at DESC, id DESC LIMIT $1", limit
+        ))
+        return [change_of(_audit_row(r)) for r in rows]
+
+
+def _audit_row(r: Any) -> AuditRow:
+    return AuditRow(at=r[0], entra_id=r[1], upn=r[2], op=r[3], operation=r[4], cause=r[5], reason=r[6], outcome=r[7],
+                    error=r[8], journal_seqs=tuple(r[9]), mail=r[10])

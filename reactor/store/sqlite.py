@@ -12,10 +12,12 @@ import orjson
 
 from reactor.store.base import (
     AppliedChange,
+    AuditRow,
     DeadLetter,
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
+    change_of,
 )
 from reactor.store.sqlite_writer import SQLiteWriter
 
@@ -65,17 +67,30 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts BLOB NOT NULL,
     created_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS changes (
+DROP TABLE IF EXISTS changes;
+CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
     entra_id TEXT NOT NULL,
-    what TEXT NOT NULL,
-    why TEXT NOT NULL,
-    who TEXT NOT NULL DEFAULT ''
+    upn TEXT NOT NULL,
+    upn_key TEXT NOT NULL,
+    mail TEXT NOT NULL,
+    mail_key TEXT NOT NULL,
+    op TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT NOT NULL,
+    journal_seqs BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_by_entra_id ON audit (entra_id);
+CREATE INDEX IF NOT EXISTS audit_by_upn ON audit (upn_key);
+CREATE INDEX IF NOT EXISTS audit_by_mail ON audit (mail_key);
+CREATE INDEX IF NOT EXISTS audit_by_at ON audit (at);
 """
 
-_KEEP_CHANGES = 1000
+_AUDIT_COLUMNS = "at, entra_id, upn, op, operation, cause, reason, outcome, error, journal_seqs, mail"
 
 
 class SQLiteStore(SQLiteWriter):
@@ -251,27 +266,53 @@ class SQLiteStore(SQLiteWriter):
     async def delete_dead_letter(self, dead_letter_id: int) -> None:
         await self._call(lambda c: c.execute("DELETE FROM dead_letters WHERE id = ?", (dead_letter_id,)))
 
-    # applied changes -----------------------------------------------------------------------------
-    async def record_change(self, change: AppliedChange) -> None:
-        ch = change
+    # audit -------------------------------------------------------------------------------------
+    async def record_audit(self, rows: Sequence[AuditRow]) -> None:
+        if not rows:
+            return
+        values = [
+            (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
+             r.outcome, r.error, orjson.dumps(list(r.journal_seqs)))
+            for r in rows
+        ]
+        await self._call(lambda c: c.executemany(
+            "INSERT INTO audit (at, entra_id, upn, upn_key, mail, mail_key, op, operation, cause, reason, outcome,"
+            " error, journal_seqs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        ))
 
-        def job(c: sqlite3.Connection) -> None:
+    async def audit(self, user: str | None = None, since: float | None = None, limit: int = 10_000) -> list[AuditRow]:
+        where: list[str] = ["at >= ?"]
+        args: list[float | str] = [since if since is not None else float("-inf")]
+        if user is not None:
+            where.append("(entra_id = ? OR upn_key = ? OR mail_key = ?)")
+            args += [user, user.lower(), user.lower()]
+
+        def job(c: sqlite3.Connection) -> list[AuditRow]:
             cur = c.execute(
-                "INSERT INTO changes (at, entra_id, what, why, who) VALUES (?, ?, ?, ?, ?)",
-                (ch.at, ch.entra_id, ch.what, ch.why, ch.who),
+                f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC LIMIT ?",
+                (*args, limit),
             )
-            last = int(cur.lastrowid or 0)
-            if last % 100 == 0:
-                c.execute("DELETE FROM changes WHERE id <= ?", (last - _KEEP_CHANGES,))
+            return [_audit_row(r) for r in reversed(cur.fetchall())]
 
-        await self._call(job)
+        return await self._call(job)
+
+    async def prune_audit(self, before: float) -> int:
+        return await self._call(lambda c: c.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount)
 
     async def recent_changes(self, limit: int = 50) -> list[AppliedChange]:
         def job(c: sqlite3.Connection) -> list[AppliedChange]:
-            cur = c.execute("SELECT at, entra_id, what, why, who FROM changes ORDER BY id DESC LIMIT ?", (limit,))
-            return [AppliedChange(*row) for row in cur.fetchall()]
+            cur = c.execute(
+                f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE outcome <> 'failed' ORDER BY at DESC, id DESC LIMIT ?", (limit,)
+            )
+            return [change_of(_audit_row(r)) for r in cur.fetchall()]
 
         return await self._call(job)
+
+
+def _audit_row(r: Sequence[Any]) -> AuditRow:
+    return AuditRow(at=r[0], entra_id=r[1], upn=r[2], op=r[3], operation=r[4], cause=r[5], reason=r[6], outcome=r[7],
+                    error=r[8], journal_seqs=tuple(orjson.loads(r[9])), mail=r[10])
 
 
 def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:

@@ -11,12 +11,17 @@
 - a **reconcile**: a users- and groups-delta round from the stored delta links, queueing every user
   in scope that changed; a full one when a delta token expired.
 
+Audit: every operation applied or tried is kept (:class:`~reactor.store.base.AuditRow`) with its
+cause: ``notification``, ``groups delta``, ``reconcile`` (from the journal entries of the unit) or
+``cli`` (a direct call: ``reactor sync``, a dead-letter replay), the journal entries behind it and
+its outcome (operations not attempted because an earlier one of the user failed have no row).
+
 Failures: a transient error left after the client's retries raises, so the dispatcher keeps the
 unit journaled and runs it again later (nothing is lost while AskCody is down); a permanent one goes
 to the dead letters with the planned operations, the error and the attempts, and the unit is done.
 Optional attributes AskCody refuses are left out (:mod:`reactor.sync.apply`): the user is
-provisioned, a warning event ``scim_attributes_refused`` is logged, the refusal is recorded as a
-change (status page, ``reactor audit``), counted in ``reactor_scim_attributes_refused_total`` and
+provisioned, a warning event ``scim_attributes_refused`` is logged, the write is audited as
+``refused`` with what was left out (status page, ``reactor audit``), counted in ``reactor_scim_attributes_refused_total`` and
 kept in :attr:`SyncEngine.attribute_failures` until the user converges.
 """
 
@@ -32,14 +37,24 @@ from typing import Any
 from reactor import log
 from reactor.config import Settings
 from reactor.domain.model import EntraUser, ScimUser, UserFacts
-from reactor.domain.operations import CreateUser, DeleteUser, EnsureGroup, Operation, as_json, describe, entra_user_of
+from reactor.domain.operations import (
+    CreateUser,
+    DeleteUser,
+    EnsureGroup,
+    Operation,
+    UpdateUser,
+    as_json,
+    describe,
+    entra_user_of,
+    kind,
+)
 from reactor.domain.work import WorkUnit
 from reactor.errors import NotFoundError, ReactorError, TransientError
 from reactor.graph.reader import GraphReader, GroupMembers
 from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
-from reactor.store.base import AppliedChange, JournalItem, ObjectMapping, Store
+from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMapping, Store
 from reactor.sync.apply import Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths, depths
 from reactor.sync.planner import plan_user, user_attributes
@@ -111,6 +126,7 @@ class SyncEngine(GroupRounds):
     async def handle(self, unit: WorkUnit) -> None:
         cause = _cause(unit)
         if unit.kind == "user":
+            origin = _origin(unit)
             from_reconcile = all(isinstance(e.payload, dict) and e.payload.get("reconcile") for e in unit.entries)
             # The journal entries behind this work, and those of the group notifications that queued it.
             seqs = sorted(
@@ -118,7 +134,7 @@ class SyncEngine(GroupRounds):
                 | {int(s) for e in unit.entries if isinstance(e.payload, dict) for s in e.payload.get("caused_by", ())}
             )
             for uid in unit.object_ids:
-                applied = await self.sync_user(uid, cause=cause, seqs=seqs)
+                applied = await self.sync_user(uid, cause=cause, seqs=seqs, origin=origin)
                 if applied and from_reconcile:
                     RECONCILE_DRIFT.inc(len(applied))
                 elif applied and unit.entries:
@@ -228,8 +244,8 @@ class SyncEngine(GroupRounds):
                 text = text.replace(f"group {g.id}", f"group {g.askcody_group or self._group_names.get(g.id) or g.id!r}")
         return text
 
-    async def _ensure_groups(self, wanted: Sequence[EnsureGroup]) -> dict[str, str]:
-        """The known AskCody groups, after creating the ``wanted`` ones that are missing.
+    async def _ensure_groups(self, wanted: Sequence[EnsureGroup], ensured: list[EnsureGroup]) -> dict[str, str]:
+        """The known AskCody groups, after creating the ``wanted`` ones that are missing (added to ``ensured``).
 
         One lock around it: two workers that both see a group missing must not create it twice
         (AskCody need not refuse a second group with the same externalId).
@@ -244,19 +260,33 @@ class SyncEngine(GroupRounds):
                 group = await self.scim.ensure_group(op.entra_group_id, op.display_name)
                 known[op.entra_group_id] = group.id
                 await self.store.put_mapping(ObjectMapping("group", op.entra_group_id, group.id, {}, time.time()))
+                ensured.append(op)
                 log.event("scim_applied", operation=describe(op), entra_group_id=op.entra_group_id, scim_id=group.id)
         return known
 
-    async def sync_user(self, entra_id: str, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]:
-        """Bring one user in AskCody in line with Entra. Returns the operations applied."""
-        plan = await self.plan(entra_id)
-        return await self.apply(plan, cause=cause, seqs=seqs)
+    async def sync_user(
+        self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+    ) -> list[Operation]:
+        """Bring one user in AskCody in line with Entra. Returns the operations applied.
 
-    async def apply(self, plan: UserPlan, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]:
+        ``cause`` says why in words, ``origin`` what kind of cause it is (the audit's ``cause``)."""
+        plan = await self.plan(entra_id)
+        return await self.apply(plan, cause=cause, seqs=seqs, origin=origin)
+
+    async def apply(
+        self, plan: UserPlan, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+    ) -> list[Operation]:
         if not plan.operations:
             self.attribute_failures.pop(plan.entra_id, None)
             return []
-        known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)])
+        ensured: list[EnsureGroup] = []
+        try:
+            known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)], ensured)
+        finally:
+            if ensured:
+                await self.store.record_audit(
+                    [self._audit(op, plan, "", cause=cause, origin=origin, seqs=seqs) for op in ensured]
+                )
         operations = [op for op in plan.operations if not isinstance(op, EnsureGroup)]
         if plan.current is None and any(isinstance(op, CreateUser) for op in operations):
             # A mapping without SCIM id, written before the create: when the create's outcome is
@@ -273,12 +303,20 @@ class SyncEngine(GroupRounds):
         elif scim_id is not None and plan.entra_id not in result.failures:
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, _applied_state(plan), time.time()))
         who = plan.who
+        refused = {r.entra_id: self._refused(r, who, cause) for r in result.refused}
+        rows: list[AuditRow] = []
         for op in result.applied:
             text = self.readable(op, who)
             log.event("scim_applied", entra_id=plan.entra_id, operation=text, cause=cause, journal_seqs=list(seqs))
-            await self.store.record_change(AppliedChange(time.time(), plan.entra_id, text, cause, who))
-        for refusal in result.refused:
-            await self._refused(refusal, who, cause)
+            refusal = refused.get(plan.entra_id) if isinstance(op, CreateUser | UpdateUser) else None
+            outcome: AuditOutcome = "refused" if refusal else "applied"
+            rows.append(self._audit(op, plan, refusal or "", cause=cause, origin=origin, seqs=seqs, outcome=outcome))
+        for op in operations:
+            error = result.failures.get(entra_user_of(op) or "")
+            if error is not None and op not in result.applied and op not in result.skipped:
+                rows.append(self._audit(op, plan, f"{type(error).__name__}: {error}", cause=cause, origin=origin,
+                                        seqs=seqs, outcome="failed"))
+        await self.store.record_audit(rows)
         if not result.refused and not result.failures:
             self.attribute_failures.pop(plan.entra_id, None)
         if not result.failures:
@@ -301,9 +339,22 @@ class SyncEngine(GroupRounds):
         log.event("dead_lettered", level="error", entra_id=plan.entra_id, dead_letter_id=dl, error=str(error), cause=cause)
         return list(result.applied)
 
-    async def _refused(self, refusal: Refusal, who: str, cause: str) -> None:
+    def _audit(self, op: Operation, plan: UserPlan, error: str, *, cause: str, origin: str, seqs: Sequence[int],
+               outcome: AuditOutcome = "applied") -> AuditRow:
+        user = entra_user_of(op)
+        who = plan.who if user is not None else ""
+        mail = (plan.facts.user.mail if plan.facts.user else None) or (plan.current.email if plan.current else None)
+        return AuditRow(
+            at=time.time(), entra_id=user or (op.entra_group_id if isinstance(op, EnsureGroup) else ""),
+            upn="" if who == user else who, op=kind(op), operation=self.readable(op, who), cause=origin, reason=cause,
+            outcome=outcome, error=error, journal_seqs=tuple(seqs), mail=(mail or "") if user is not None else "",
+        )
+
+    def _refused(self, refusal: Refusal, who: str, cause: str) -> str:
+        """Log and keep a refusal of optional attributes; what was left out and why, for the audit."""
         paths = [ATTRIBUTE_PATHS[name] for name in refusal.attributes]
-        text = f"user {who} written without {', '.join(paths)}: AskCody refused them ({refusal.error})"
+        written = f"written without {', '.join(paths)}: AskCody refused them ({refusal.error})"
+        text = f"user {who} {written}"
         for name in refusal.attributes:
             ATTRIBUTES_REFUSED.labels(name).inc()
         log.event(
@@ -314,7 +365,7 @@ class SyncEngine(GroupRounds):
         self.attribute_failures[refusal.entra_id] = text
         while len(self.attribute_failures) > MAX_ATTRIBUTE_FAILURES:
             self.attribute_failures.pop(next(iter(self.attribute_failures)))
-        await self.store.record_change(AppliedChange(time.time(), refusal.entra_id, text, cause, who))
+        return written
 
     # reconcile ------------------------------------------------------------------------------------
     async def reconcile(self, *, cause: str = "periodic reconcile") -> set[str]:
@@ -440,6 +491,24 @@ def _applied_user_name(mapping: ObjectMapping | None) -> str:
     attributes = mapping.state.get("attributes") if mapping is not None else None
     name = attributes.get("user_name") if isinstance(attributes, dict) else None
     return name if isinstance(name, str) else ""
+
+
+AUDIT_CAUSES = ("notification", "groups delta", "reconcile")
+
+
+def _origin(unit: WorkUnit) -> str:
+    """The audit's cause of a unit of user work: the kinds of its journal entries (a notification;
+    user work queued by a groups-delta round, or by a reconcile)."""
+    found = set()
+    for e in unit.entries:
+        payload = e.payload if isinstance(e.payload, dict) else {}
+        if payload.get("reconcile"):
+            found.add("reconcile")
+        elif payload.get("cause"):
+            found.add("groups delta")
+        else:
+            found.add("notification")
+    return ", ".join(c for c in AUDIT_CAUSES if c in found) or "notification"
 
 
 def _cause(unit: WorkUnit) -> str:

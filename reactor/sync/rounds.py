@@ -60,7 +60,9 @@ class GroupRounds:
 
     if TYPE_CHECKING:  # provided by SyncEngine
 
-        async def sync_user(self, entra_id: str, *, cause: str, seqs: Sequence[int] = ()) -> list[Operation]: ...
+        async def sync_user(
+            self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+        ) -> list[Operation]: ...
 
     # groups ---------------------------------------------------------------------------------------
     async def groups_round(
@@ -215,16 +217,16 @@ class GroupRounds:
         if self.enqueue is not None:
             await self.enqueue(items)
         else:
-            await self._sync_many(ids, cause)
+            await self._sync_many(ids, cause, "reconcile" if reconcile else "groups delta")
 
-    async def _sync_many(self, ids: Sequence[str], cause: str) -> None:
+    async def _sync_many(self, ids: Sequence[str], cause: str, origin: str) -> None:
         sem = asyncio.Semaphore(self.concurrency)
         errors: list[BaseException] = []
 
         async def one(uid: str) -> None:
             async with sem:
                 try:
-                    await self.sync_user(uid, cause=cause)
+                    await self.sync_user(uid, cause=cause, origin=origin)
                 except ReactorError as exc:
                     errors.append(exc)
 

@@ -248,6 +248,40 @@ async def test_askcody_down_raises_transient_and_nothing_goes_to_the_dead_letter
     assert rig.scim.member_names(FACILITY) == {ASE.user_principal_name}
 
 
+async def test_a_failed_write_is_audited_with_its_error_and_the_retry_with_its_outcome(rig: Rig) -> None:
+    await rig.in_entra_groups(HYBRID, G_FACILITY)
+    rig.scim.failing["create_user"] = TransientError("POST /Users: answered 503", status=503)
+    with pytest.raises(TransientError):
+        await rig.notified("user", HYBRID.id)
+    del rig.scim.failing["create_user"]
+    second = await rig.notified("user", HYBRID.id)
+
+    rows = await rig.store.audit(user=HYBRID.mail)
+    assert [(r.op, r.outcome, r.cause) for r in rows] == [
+        ("create_user", "failed", "notification"),
+        ("create_user", "applied", "notification"),
+        ("add_member", "applied", "notification"),
+    ]
+    assert rows[0].error == "TransientError: POST /Users: answered 503"
+    assert rows[0].journal_seqs == (second - 1,) and rows[1].journal_seqs == (second,)
+    assert {r.upn for r in rows} == {HYBRID.user_principal_name}
+    changes = [c.what for c in await rig.store.recent_changes() if c.entra_id == HYBRID.id]
+    assert changes == [rows[2].operation, rows[1].operation], "the failed write is no change on the status page"
+
+
+async def test_a_direct_sync_is_audited_as_from_the_cli(rig: Rig) -> None:
+    await rig.in_entra_groups(GUEST, G_RECEPTION)
+    await rig.engine.sync_user(GUEST.id, cause="replay of dead letter 3")
+
+    rows = await rig.store.audit(user=GUEST.user_principal_name)
+    assert {(r.cause, r.reason, r.journal_seqs) for r in rows} == {("cli", "replay of dead letter 3", ())}
+    assert [r.op for r in rows] == ["create_user", "add_member"]
+    (ensured,) = await rig.store.audit(user=G_RECEPTION)
+    assert (ensured.op, ensured.upn, ensured.operation) == (
+        "ensure_group", "", f"ensure group {RECEPTION_ENTRA_NAME!r} (externalId {G_RECEPTION})"
+    )
+
+
 @pytest.mark.parametrize("deprovision", ["disable", "delete"])
 async def test_a_hard_deleted_user_is_deprovisioned(store: SQLiteStore, deprovision: str) -> None:
     rig = make_rig(store, deprovision)
