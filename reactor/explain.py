@@ -24,8 +24,8 @@ from reactor.domain.operations import EnsureGroup, Operation, as_json
 from reactor.errors import NotFoundError, ReactorError
 from reactor.graph.reader import GUID
 from reactor.store import Store, open_store
-from reactor.sync.engine import SyncEngine, UserPlan
-from reactor.sync.planner import group_display_name, user_attributes
+from reactor.sync.engine import SyncEngine
+from reactor.sync.planner import UserPlan, group_display_name, user_attributes
 from reactor.wiring import build_clients
 
 EXIT_OK, EXIT_FAILURE = 0, 1

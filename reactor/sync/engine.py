@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from reactor import log
@@ -49,42 +47,21 @@ from reactor.domain.operations import (
     kind,
 )
 from reactor.domain.work import WorkUnit
-from reactor.errors import NotFoundError, ReactorError, TransientError
-from reactor.graph.reader import GraphReader, GroupMembers
-from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT, RECONCILE_SECONDS
+from reactor.errors import NotFoundError, TransientError
+from reactor.graph.reader import GraphReader
+from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMapping, Store
 from reactor.sync.apply import Refusal, apply_operations
-from reactor.sync.nesting import Nesting, Path, configured_paths, depths
-from reactor.sync.planner import plan_user, user_attributes
+from reactor.sync.nesting import Nesting, Path, configured_paths
+from reactor.sync.planner import UserPlan, plan_user, user_attributes
 from reactor.sync.rounds import NESTING_KEY, GroupRounds
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
 MAX_ATTRIBUTE_FAILURES = 1000
 Scope = Mapping[str, Mapping[str, Path]]
-
-
-@dataclass
-class UserPlan:
-    """The plan for one user, with what it was made from."""
-
-    entra_id: str
-    facts: UserFacts
-    current: ScimUser | None
-    operations: list[Operation] = field(default_factory=list)
-    known_as: str = ""
-    """The userName last applied to AskCody (from the mapping's state): names a user Graph no longer knows."""
-    paths: dict[str, Path] = field(default_factory=dict)
-    """Configured group in scope → the groups from it down to the one the user is a direct member of."""
-
-    @property
-    def who(self) -> str:
-        """The user's name for people: the UPN Entra holds, else the one applied last, else AskCody's
-        userName; the Entra id only when none is known."""
-        upn = self.facts.user.user_principal_name if self.facts.user else ""
-        return upn or self.known_as or (self.current.user_name if self.current else "") or self.entra_id
 
 
 class SyncEngine(GroupRounds):
@@ -367,112 +344,6 @@ class SyncEngine(GroupRounds):
             self.attribute_failures.pop(next(iter(self.attribute_failures)))
         return written
 
-    # reconcile ------------------------------------------------------------------------------------
-    async def reconcile(self, *, cause: str = "periodic reconcile") -> set[str]:
-        """Repair what notifications missed: a users and a groups delta round; queue who changed."""
-        started = time.perf_counter()
-        try:
-            async with self._delta_lock:
-                rounds = await self._store_group_changes()
-                affected = set(rounds.affected)
-                udelta = await self.reader.users_delta(commit=False)
-                known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
-                if udelta.full or rounds.full:
-                    affected |= known
-                else:
-                    affected |= {u.id for u in udelta.users if u.id in known}
-                await self._queue_users(affected, cause, reconcile=True)
-                await self._groups_delta_done(rounds)
-                await self.reader.commit(udelta)
-            self.last_reconcile_at = time.time()
-            self.last_reconcile_error = None
-            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
-            return affected
-        except ReactorError as exc:
-            self.last_reconcile_error = str(exc)
-            raise
-        finally:
-            RECONCILE_SECONDS.observe(time.perf_counter() - started)
-
-    async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
-        """Read from Graph every configured group and every group nested in one with ``nested = true``:
-        the direct user members of each, and the nesting. Each group is read once (cycles end)."""
-        members: dict[str, frozenset[str]] = {}
-        nesting = Nesting()
-
-        async def read(gid: str) -> frozenset[str]:
-            try:
-                found = await self.reader.group_members(gid)
-            except NotFoundError:
-                found = GroupMembers(frozenset(), frozenset())
-            members[gid] = found.user_ids
-            nesting.replace(gid, found.group_ids)
-            return found.group_ids
-
-        queue = deque(g.id for g in self.settings.groups if g.nested)
-        queued = set(queue)
-        while queue:
-            for child in sorted(await read(queue.popleft())):
-                if child not in queued:
-                    queued.add(child)
-                    queue.append(child)
-        for g in self.settings.groups:
-            if g.id not in members:
-                await read(g.id)
-        nesting.prune(self.settings)
-        return members, nesting
-
-    async def full_plan(self) -> list[UserPlan]:
-        """Read every group in scope (nested ones included) and its members from Graph and plan every
-        user (changes nothing, in AskCody or in the store)."""
-        members, nesting = await self.read_groups()
-        return await self._plan_all(members, nesting, remember=False)
-
-    async def _plan_all(
-        self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True
-    ) -> list[UserPlan]:
-        direct: dict[str, set[str]] = {}
-        for gid, uids in members.items():
-            for uid in uids:
-                direct.setdefault(uid, set()).add(gid)
-        everyone = set(direct) | {m.entra_id for m in await self.store.mappings("user")}
-        group_ids = await self.group_ids()
-        scope = nesting.scope(self.settings)
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(uid: str) -> UserPlan:
-            async with sem:
-                return await self.plan(
-                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember
-                )
-
-        plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
-        return [p for p in plans if p.operations]
-
-    async def full_sync(self, *, cause: str = "reactor sync") -> list[UserPlan]:
-        """Full reconcile: store Graph's memberships and nesting, plan every user, apply. Returns the plans applied."""
-        members, nesting = await self.read_groups()
-        async with self._delta_lock:
-            before = Nesting.loads(await self.store.get_meta(NESTING_KEY))
-            for gid in sorted(before.tracked(self.settings) - members.keys()):
-                await self.store.replace_members(gid, [])
-            for gid, uids in members.items():
-                await self.store.replace_members(gid, sorted(uids))
-            nesting.delta_ids = before.delta_ids
-            await self.store.set_meta(NESTING_KEY, nesting.dumps())
-        for gid, (count, deepest) in sorted(depths(nesting.scope(self.settings)).items()):
-            if count:
-                log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
-        plans = await self._plan_all(members, nesting)
-        failures: list[BaseException] = []
-        for p in plans:
-            try:
-                RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
-            except ReactorError as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-        return plans
 
 
 def _applied_state(plan: UserPlan) -> dict[str, Any]:

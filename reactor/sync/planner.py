@@ -25,6 +25,7 @@ removes, and last the deprovisioning.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from reactor.config import Settings
 from reactor.domain.model import EntraUser, ScimUser, UserAttributes, UserFacts
@@ -38,6 +39,7 @@ from reactor.domain.operations import (
     SetActive,
     UpdateUser,
 )
+from reactor.sync.nesting import Path
 
 CASE_INSENSITIVE = frozenset({"user_name", "email"})
 """Attributes compared without regard to case (SCIM ``userName`` and e-mail values are caseExact=false)."""
@@ -204,3 +206,24 @@ def _same(name: str, a: str | None, b: str | None) -> bool:
     if name in CASE_INSENSITIVE:
         return a.casefold() == b.casefold()
     return a == b
+
+
+@dataclass
+class UserPlan:
+    """The plan for one user, with what it was made from."""
+
+    entra_id: str
+    facts: UserFacts
+    current: ScimUser | None
+    operations: list[Operation] = field(default_factory=list)
+    known_as: str = ""
+    """The userName last applied to AskCody (from the mapping's state): names a user Graph no longer knows."""
+    paths: dict[str, Path] = field(default_factory=dict)
+    """Configured group in scope → the groups from it down to the one the user is a direct member of."""
+
+    @property
+    def who(self) -> str:
+        """The user's name for people: the UPN Entra holds, else the one applied last, else AskCody's
+        userName; the Entra id only when none is known."""
+        upn = self.facts.user.user_principal_name if self.facts.user else ""
+        return upn or self.known_as or (self.current.user_name if self.current else "") or self.entra_id

@@ -1,4 +1,5 @@
-"""Groups-delta rounds of the sync engine: one round serves every pending group notification.
+"""Rounds over every group of the sync engine: groups-delta rounds (one serves every pending group
+notification), the periodic reconcile, and the full read, plan and sync of ``reactor sync``.
 
 The membership changes of the configured groups and of the groups nested in them
 (:mod:`reactor.sync.nesting`) are stored, and each affected user is queued as a dirty user through
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +20,14 @@ import orjson
 
 from reactor import log
 from reactor.config import Settings
+from reactor.domain.model import EntraUser
 from reactor.domain.operations import Operation
-from reactor.errors import ReactorError
+from reactor.errors import NotFoundError, ReactorError
 from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
+from reactor.metrics import RECONCILE_DRIFT, RECONCILE_SECONDS
 from reactor.store.base import JournalItem, Store
-from reactor.sync.nesting import Nesting, depths
+from reactor.sync.nesting import Nesting, Path, depths
+from reactor.sync.planner import UserPlan
 
 AFFECTED_KEY = "groups:affected-users"
 """Store meta key: users affected by a groups-delta round whose membership changes are stored but
@@ -49,13 +54,15 @@ class _GroupRounds:
 
 
 class GroupRounds:
-    """The groups-delta half of the engine (see the module's docstring)."""
+    """The rounds over every group (see the module's docstring); a mixin of SyncEngine."""
 
     settings: Settings
     store: Store
     reader: GraphReader
     enqueue: Callable[[Sequence[JournalItem]], Awaitable[None]] | None
     concurrency: int
+    last_reconcile_at: float | None
+    last_reconcile_error: str | None
     _delta_lock: asyncio.Lock
 
     if TYPE_CHECKING:  # provided by SyncEngine
@@ -63,6 +70,18 @@ class GroupRounds:
         async def sync_user(
             self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
         ) -> list[Operation]: ...
+
+        async def plan(
+            self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
+            read_user: bool = True, group_ids: dict[str, str] | None = None,
+            scope: Mapping[str, Mapping[str, Path]] | None = None, remember: bool = True,
+        ) -> UserPlan: ...
+
+        async def apply(
+            self, plan: UserPlan, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+        ) -> list[Operation]: ...
+
+        async def group_ids(self) -> dict[str, str]: ...
 
     # groups ---------------------------------------------------------------------------------------
     async def groups_round(
@@ -233,3 +252,110 @@ class GroupRounds:
         await asyncio.gather(*(one(u) for u in ids))
         if errors:
             raise errors[0]
+
+    # reconcile ------------------------------------------------------------------------------------
+    async def reconcile(self, *, cause: str = "periodic reconcile") -> set[str]:
+        """Repair what notifications missed: a users and a groups delta round; queue who changed."""
+        started = time.perf_counter()
+        try:
+            async with self._delta_lock:
+                rounds = await self._store_group_changes()
+                affected = set(rounds.affected)
+                udelta = await self.reader.users_delta(commit=False)
+                known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
+                if udelta.full or rounds.full:
+                    affected |= known
+                else:
+                    affected |= {u.id for u in udelta.users if u.id in known}
+                await self._queue_users(affected, cause, reconcile=True)
+                await self._groups_delta_done(rounds)
+                await self.reader.commit(udelta)
+            self.last_reconcile_at = time.time()
+            self.last_reconcile_error = None
+            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
+            return affected
+        except ReactorError as exc:
+            self.last_reconcile_error = str(exc)
+            raise
+        finally:
+            RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
+        """Read from Graph every configured group and every group nested in one with ``nested = true``:
+        the direct user members of each, and the nesting. Each group is read once (cycles end)."""
+        members: dict[str, frozenset[str]] = {}
+        nesting = Nesting()
+
+        async def read(gid: str) -> frozenset[str]:
+            try:
+                found = await self.reader.group_members(gid)
+            except NotFoundError:
+                found = GroupMembers(frozenset(), frozenset())
+            members[gid] = found.user_ids
+            nesting.replace(gid, found.group_ids)
+            return found.group_ids
+
+        queue = deque(g.id for g in self.settings.groups if g.nested)
+        queued = set(queue)
+        while queue:
+            for child in sorted(await read(queue.popleft())):
+                if child not in queued:
+                    queued.add(child)
+                    queue.append(child)
+        for g in self.settings.groups:
+            if g.id not in members:
+                await read(g.id)
+        nesting.prune(self.settings)
+        return members, nesting
+
+    async def full_plan(self) -> list[UserPlan]:
+        """Read every group in scope (nested ones included) and its members from Graph and plan every
+        user (changes nothing, in AskCody or in the store)."""
+        members, nesting = await self.read_groups()
+        return await self._plan_all(members, nesting, remember=False)
+
+    async def _plan_all(
+        self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True
+    ) -> list[UserPlan]:
+        direct: dict[str, set[str]] = {}
+        for gid, uids in members.items():
+            for uid in uids:
+                direct.setdefault(uid, set()).add(gid)
+        everyone = set(direct) | {m.entra_id for m in await self.store.mappings("user")}
+        group_ids = await self.group_ids()
+        scope = nesting.scope(self.settings)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(uid: str) -> UserPlan:
+            async with sem:
+                return await self.plan(
+                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember
+                )
+
+        plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
+        return [p for p in plans if p.operations]
+
+    async def full_sync(self, *, cause: str = "reactor sync") -> list[UserPlan]:
+        """Full reconcile: store Graph's memberships and nesting, plan every user, apply. Returns the plans applied."""
+        members, nesting = await self.read_groups()
+        async with self._delta_lock:
+            before = Nesting.loads(await self.store.get_meta(NESTING_KEY))
+            for gid in sorted(before.tracked(self.settings) - members.keys()):
+                await self.store.replace_members(gid, [])
+            for gid, uids in members.items():
+                await self.store.replace_members(gid, sorted(uids))
+            nesting.delta_ids = before.delta_ids
+            await self.store.set_meta(NESTING_KEY, nesting.dumps())
+        for gid, (count, deepest) in sorted(depths(nesting.scope(self.settings)).items()):
+            if count:
+                log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
+        plans = await self._plan_all(members, nesting)
+        failures: list[BaseException] = []
+        for p in plans:
+            try:
+                RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
+            except ReactorError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return plans
