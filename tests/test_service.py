@@ -10,7 +10,7 @@ from reactor.config import GroupMapping, Secret, Settings, with_overrides
 from reactor.domain.work import WorkUnit
 from reactor.service import Service
 from reactor.store import JournalItem, SQLiteStore
-from reactor.wiring import ReconcileLoop, SubscriptionsComponent, build_service
+from reactor.wiring import AuditPruning, ReconcileLoop, SubscriptionsComponent, build_service
 from tests.support.eventually import eventually
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -86,7 +86,7 @@ async def test_build_service_assembles_subscriptions_only_when_enabled(tmp_path:
     for enabled in (True, False):
         service, engine = build_service(settings_for(tmp_path, subscriptions=enabled), SQLiteStore(str(tmp_path / "r.db")))
         kinds = [type(c) for c in service.components]
-        assert kinds == ([SubscriptionsComponent] if enabled else []) + [ReconcileLoop]
+        assert kinds == ([SubscriptionsComponent] if enabled else []) + [ReconcileLoop, AuditPruning]
         assert ("subscriptions" in service.checks) is enabled
         assert {"askcody", "graph", "store", "workers", "backlog", "dead_letters"} <= set(service.checks)
         assert ("subscription_health" in service.status_sources) is enabled and "engine" in service.status_sources
