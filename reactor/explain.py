@@ -16,17 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from reactor.commands import _json, _out, opened
 from reactor.config import Settings
 from reactor.domain.model import EntraUser, ScimUser
 from reactor.domain.operations import EnsureGroup, Operation, as_json
 from reactor.errors import NotFoundError, ReactorError
 from reactor.graph.reader import GUID
-from reactor.store import Store, open_store
+from reactor.store import Store
 from reactor.sync.engine import SyncEngine
 from reactor.sync.planner import UserPlan, group_display_name, user_attributes
-from reactor.wiring import build_clients
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 SYNC_USER_CAUSE = "reactor sync --user"
@@ -34,14 +32,6 @@ RECENT_CHANGES = 10
 """How many of the person's latest applied changes ``explain`` shows."""
 CHANGES_LOOKED_AT = 1000
 """How far back in the store's change log ``explain`` looks for them."""
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
 
 @dataclass
@@ -156,10 +146,8 @@ def _op_json(engine: SyncEngine, op: Operation, who: str, outcome: str) -> dict[
 # reactor sync --user ------------------------------------------------------------------------------
 async def sync_user_command(settings: Settings, query: str, *, dry_run: bool, as_json: bool) -> int:
     """``reactor sync --user USER [--dry-run] [--json]``: plan and apply one person now."""
-    store = open_store(settings.store)
-    await store.open()
-    clients = build_clients(settings, store)
-    try:
+    async with opened(settings) as (store, clients):
+        assert clients is not None
         engine = SyncEngine(settings, store, clients.reader, clients.scim)
         p = await _person(engine, store, query)
         if p is None:
@@ -189,9 +177,6 @@ async def sync_user_command(settings: Settings, query: str, *, dry_run: bool, as
             if error:
                 _out(f"Failed: {error}" + (f" (dead letter {', '.join(map(str, dead))})" if dead else ""))
         return EXIT_OK if error is None else EXIT_FAILURE
-    finally:
-        await clients.aclose()
-        await store.close()
 
 
 async def _apply(engine: SyncEngine, store: Store, p: Person) -> tuple[list[str], str | None]:
@@ -299,19 +284,14 @@ async def _actual(engine: SyncEngine, store: Store, p: Person) -> tuple[ScimUser
 
 async def explain_command(settings: Settings, query: str, *, as_json: bool) -> int:
     """``reactor explain USER [--json]``: what AskCody should hold for this person, and why."""
-    store = open_store(settings.store)
-    await store.open()
-    clients = build_clients(settings, store)
-    try:
+    async with opened(settings) as (store, clients):
+        assert clients is not None
         engine = SyncEngine(settings, store, clients.reader, clients.scim)
         p = await _person(engine, store, query)
         if p is None:
             sys.stderr.write(f"reactor: no Entra user with object id, userPrincipalName or mail {query!r}\n")
             return EXIT_FAILURE
         report = await _explanation(engine, store, p)
-    finally:
-        await clients.aclose()
-        await store.close()
     _json(report) if as_json else _print_explanation(report)
     return EXIT_OK
 
