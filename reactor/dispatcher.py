@@ -28,7 +28,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reactor import log
 from reactor.backoff import Backoff
@@ -53,6 +53,23 @@ ERROR_TEXT_LIMIT = 500
 
 class DispatcherStore(Journal, DeadLetters, Protocol):
     """What the dispatcher needs of the store: the journal, and the dead letters for units that fail for good."""
+
+
+class Gate(Protocol):
+    """Who else may be handling an object (several replicas on one store): see
+    :class:`reactor.coordination.Coordinator`. Without a gate the dispatcher is alone on its journal."""
+
+    async def recover(self) -> list[JournalEntry]:
+        """The journal entries this dispatcher takes over at start."""
+
+    async def enter(self, unit: WorkUnit) -> Literal["run", "busy", "elsewhere"]:
+        """``run``: go ahead; ``busy``: another replica holds an object of the unit, try again after
+        :meth:`busy_wait`; ``elsewhere``: the unit's entries were handed to another replica, drop them."""
+
+    async def leave_unit(self, unit: WorkUnit) -> None:
+        """The unit ran (or failed): its objects are free for others."""
+
+    def busy_wait(self) -> float: ...
 
 
 class _Pending:
@@ -82,8 +99,10 @@ class Dispatcher:
         batch_settle_seconds: float = 0.25,
         max_attempts: int = SyncSettings.max_attempts,
         clock: Callable[[], float] = time.monotonic,
+        gate: Gate | None = None,
     ) -> None:
         self.store = store
+        self.gate = gate
         self.handler = handler
         self.workers = workers
         self.batch_kinds = frozenset(batch_kinds)
@@ -146,7 +165,12 @@ class Dispatcher:
         self._ready.append(key)
 
     async def recover(self) -> int:
-        """Queue everything journaled and not done (on start). Returns how many entries."""
+        """Queue everything journaled and not done (on start; with a gate, what it hands over).
+        Returns how many entries."""
+        if self.gate is not None:
+            entries = await self.gate.recover()
+            self.submit(entries)
+            return len(entries)
         after = 0
         total = 0
         while True:
@@ -272,10 +296,16 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, delay) if delay is not None else 1.0)
                 continue
+            if self.gate is not None:
+                verdict = await self.gate.enter(unit)
+                if verdict != "run":
+                    self._not_here(unit, verdict == "elsewhere")
+                    continue
             # The handler runs in this loop rather than in a helper coroutine: one frame less per unit.
             self._running += 1
             ok = False
             dead: set[str] = set()
+            started = time.time()
             try:
                 await self.handler(unit)
                 ok = True
@@ -287,6 +317,11 @@ class Dispatcher:
                 dead = await self._dead_letter_if_spent(unit, exc)
             finally:
                 self._running -= 1
+                if self.gate is not None:
+                    log.event("unit_ran", level="debug", kind=unit.kind, object_ids=list(unit.object_ids),
+                              started=started, finished=time.time(), ok=ok)
+                    with contextlib.suppress(Exception):
+                        await self.gate.leave_unit(unit)
                 self._settle(unit, ok, dead)
 
     async def _dead_letter_if_spent(self, unit: WorkUnit, exc: Exception) -> set[str]:
@@ -373,6 +408,34 @@ class Dispatcher:
             self._done.extend(done_seqs)
             self._flush_wake.set()
             self.units_handled += 1
+
+    def _not_here(self, unit: WorkUnit, handed_off: bool) -> None:
+        """The gate said no: the unit's entries went to another replica (drop them here, they are not
+        done), or another replica holds one of its objects (try again shortly, not a failure)."""
+        taken = {e.seq for e in unit.entries}
+        retry_at = self.clock() + (0.0 if handed_off or self.gate is None else self.gate.busy_wait())
+        for oid in unit.object_ids:
+            k = (unit.kind, oid)
+            self._busy.discard(k)
+            p = self._pending.get(k)
+            if p is None:
+                continue
+            if handed_off:
+                p.entries = [e for e in p.entries if e.seq not in taken]
+                if not p.entries:
+                    del self._pending[k]
+                    if k[0] in self.batch_kinds:
+                        self._batch_keys[k[0]].discard(k)
+                    continue
+                self._make_ready(k, p)
+                continue
+            p.not_before = max(p.not_before, retry_at)
+            if k[0] not in self.batch_kinds:
+                heapq.heappush(self._delayed, (p.not_before, k))
+        if handed_off:
+            self._known.difference_update(taken)
+        self._busy_kinds.discard(unit.kind)
+        self._wake.set()
 
     def _release_backoffs(self, kind: str) -> None:
         """A unit of ``kind`` succeeded after one of that kind failed: the service the failures met

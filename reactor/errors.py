@@ -8,7 +8,8 @@
     │   └── NotFoundError       the remote object is gone (404)
     ├── ConflictError           the remote already has it (409): look up and adopt
     ├── DeltaTokenExpired       a stored delta link is no longer accepted: start a full sync
-    └── StoreError              the store (SQLite or PostgreSQL) could not read or write
+    ├── StoreError              the store (SQLite or PostgreSQL) could not read or write
+    └── LeadershipLost          a write of the leader's (subscriptions) after its lease moved on
 
 Code that talks to Graph or AskCody maps every failure into this tree, so that the retry policy
 (``reactor.retry``) and the dead-letter decision look at one type, never at a status code. HTTP
@@ -69,6 +70,11 @@ class DeltaTokenExpired(ReactorError):
 
 class StoreError(ReactorError):
     """The store failed (its message names no secret)."""
+
+
+class LeadershipLost(ReactorError):
+    """A write fenced by the leader lease was refused: another replica leads now (or the lease
+    expired), so this one must stop doing the leader's work (see ``reactor.coordination``)."""
 
 
 def error_for_status(

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from reactor import log
 from reactor.client_states import ClientStates
 from reactor.config import Settings
+from reactor.coordination import Coordinator
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import Handler
 from reactor.intake import Intake
@@ -44,7 +45,9 @@ class Service:
     - ``checks`` are readiness checks added to the built-in ``store``, ``workers``, ``backlog`` and
       ``dead_letters`` (see :meth:`readiness`);
     - ``status_sources`` add sections to :meth:`status` (name → coroutine giving the section);
-    - ``on_scrape`` run before each ``/metrics`` exposition (gauges that describe "now").
+    - ``on_scrape`` run before each ``/metrics`` exposition (gauges that describe "now");
+    - ``leader_components`` run only while this replica leads (renewal, periodic reconcile, pruning:
+      see :mod:`reactor.coordination`), ``while_following`` at each heartbeat while another leads.
     """
 
     def __init__(
@@ -58,12 +61,19 @@ class Service:
         checks: Mapping[str, Check] | None = None,
         status_sources: Mapping[str, StatusSource] | None = None,
         on_scrape: Sequence[Callable[[], Awaitable[None]]] = (),
+        leader_components: Sequence[Component] = (),
+        while_following: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.settings = settings
         self.store = store
         self.client_states = ClientStates(store)
+        self.coordinator = Coordinator(
+            store, settings.store.lease_seconds, submit=lambda entries: self.dispatcher.submit(entries),
+            leader_components=leader_components, while_following=while_following,
+        )
         self.dispatcher = Dispatcher(
-            store, handler, workers=settings.sync.workers, max_attempts=settings.sync.max_attempts
+            store, handler, workers=settings.sync.workers, max_attempts=settings.sync.max_attempts,
+            gate=self.coordinator,
         )
         self.intake = Intake(
             store, self.client_states, settings.graph.tenant_id, settings.server.max_body_bytes, self.dispatcher.submit,
@@ -76,6 +86,7 @@ class Service:
             "workers": self._check_workers,
             "backlog": self._check_backlog,
             "dead_letters": self._check_dead_letters,
+            "replicas": self._check_replicas,
             **(checks or {}),
         }
         self.status_sources = dict(status_sources or {})
@@ -105,6 +116,7 @@ class Service:
         await self.store.open()
         await self.client_states.refresh()
         await self.dispatcher.start()
+        await self.coordinator.start()
         for c in self.components:
             await c.start()
         self._started = True
@@ -125,12 +137,15 @@ class Service:
 
         # All at once, each bounded (see Dispatcher.stop): the whole stop takes a few seconds even
         # when Graph or AskCody hang, well inside an orchestrator's grace period.
-        await asyncio.gather(*(stop_component(c) for c in reversed(self.components)), self.dispatcher.stop())
+        await asyncio.gather(
+            *(stop_component(c) for c in (*reversed(self.components), self.coordinator)), self.dispatcher.stop()
+        )
         for close in reversed(self.closers):
             try:
                 await close()
             except Exception as exc:
                 log.event("close_failed", level="error", error=repr(exc))
+        await self.coordinator.leave()
         await self.store.close()
         log.event("service_stopped")
 
@@ -168,6 +183,16 @@ class Service:
         DEAD_LETTERS.set(n)
         return n == 0, "none" if n == 0 else f"{n} dead letters waiting (reactor deadletters list)"
 
+    async def _check_replicas(self) -> tuple[bool, str]:
+        view = await self.coordinator.view()
+        if not view.shared:
+            return True, "single node (SQLite): this replica leads"
+        who = "this replica" if view.leading else (view.leader.holder if view.leader else None)
+        alive = f"{len(view.alive)} replica{'s' if len(view.alive) != 1 else ''} alive"
+        if who is None:
+            return False, f"no replica leads at the moment; {alive}"
+        return True, f"leader: {who} (epoch {view.leader.epoch if view.leader else '?'}); {alive}"
+
     async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Run every named check; ready when none of the :attr:`FATAL_CHECKS` fails.
 
@@ -185,6 +210,7 @@ class Service:
           would also turn away Graph's notifications, and Graph's validation request when a
           subscription is created, which is how these recover. The intake must keep journaling.
         - ``dead_letters``: a dead letter needs a person, but the service still works.
+        - ``replicas``: which replica leads and how many are alive (fails only while none leads).
 
         AskCody is fatal although the same argument applies: operators asked for a replica that
         cannot write to AskCody to be taken out of rotation. Graph retries refused deliveries for
@@ -275,6 +301,8 @@ class Service:
             "failures": self.dispatcher.failures,
             "units_handled": self.dispatcher.units_handled,
         }
+        with contextlib.suppress(Exception):
+            out["replicas"] = (await self.coordinator.view()).as_dict()
         for name, source in self.status_sources.items():
             with contextlib.suppress(Exception):
                 out[name] = await source()

@@ -155,7 +155,8 @@ class Assembled(NamedTuple):
 
 def build_service(settings: Settings, store: Store, clients: Clients | None = None) -> Assembled:
     """The service ``reactor serve`` runs: sync engine as the handler, subscriptions (when enabled),
-    the periodic reconcile, their readiness checks and status sections, all given at construction."""
+    the periodic reconcile, their readiness checks and status sections, all given at construction.
+    Renewal, the periodic reconcile and the audit pruning run on the leading replica only."""
     clients = clients or build_clients(settings, store)
     # The engine, the reconcile loop and the lifecycle handler journal follow-up work through the
     # service, which needs the engine as its handler: they reach it through ``service`` below, bound
@@ -167,6 +168,8 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
 
     reconcile = ReconcileLoop(enqueue, settings.sync.reconcile_interval_seconds)
     components: list[Component] = []
+    leader_components: list[Component] = []
+    while_following: list[Callable[[], Awaitable[None]]] = []
     checks: dict[str, Check] = {}
     status_sources: dict[str, StatusSource] = {}
     on_scrape: list[Callable[[], Awaitable[None]]] = []
@@ -178,8 +181,15 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
             log.event("reconcile_requested", reason=reason)
             await reconcile.request(reason)
 
-        manager = SubscriptionManager(clients.graph, store, settings, on_gap=on_gap)
-        components.append(SubscriptionsComponent(manager))
+        manager = SubscriptionManager(
+            clients.graph, store, settings, on_gap=on_gap, fence=lambda: service.coordinator.fence
+        )
+        leader_components.append(SubscriptionsComponent(manager))
+
+        async def refresh_subscriptions() -> None:
+            await manager.load(readonly=True)
+
+        while_following.append(refresh_subscriptions)
 
         async def lifecycle(unit: WorkUnit) -> None:
             for entry in unit.entries:
@@ -204,8 +214,8 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
         checks["subscriptions"] = check_subscriptions
         status_sources["subscription_health"] = subscription_status
         on_scrape.append(publish_expiry)
-    components.append(reconcile)
-    components.append(AuditPruning(store, settings.store.audit_retention_days))
+    leader_components.append(reconcile)
+    leader_components.append(AuditPruning(store, settings.store.audit_retention_days))
 
     engine = SyncEngine(settings, store, clients.reader, clients.scim, enqueue=enqueue, on_lifecycle=on_lifecycle)
 
@@ -239,6 +249,7 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
     status_sources["engine"] = engine_status
     service = Service(
         settings, store, engine.handle, components=components, closers=[clients.aclose], checks=checks,
-        status_sources=status_sources, on_scrape=on_scrape,
+        status_sources=status_sources, on_scrape=on_scrape, leader_components=leader_components,
+        while_following=while_following,
     )
     return Assembled(service, engine)

@@ -34,7 +34,7 @@ from reactor.backoff import Backoff
 from reactor.config import Settings
 from reactor.errors import ConflictError, NotFoundError, PermanentError, ReactorError, TransientError
 from reactor.graph.client import GraphClient
-from reactor.store.base import PENDING_PREFIX, SubscriptionRecord, Subscriptions
+from reactor.store.base import PENDING_PREFIX, Fence, SubscriptionRecord, Subscriptions
 from reactor.times import parse_iso, to_iso
 from subscriptions.graph_api import SubscriptionsApi
 from subscriptions.policy import CHANGE_TYPE, RESOURCES, RETRY_BACKOFF, RenewalPolicy
@@ -82,6 +82,9 @@ class SubscriptionManager:
     expiry_warning: float = 600.0
     """A subscription this close to expiry makes :meth:`status` degraded."""
     client_state_factory: Callable[[], str] = new_client_state
+    fence: Callable[[], Fence | None] = field(default=lambda: None)
+    """The leader's current term (:mod:`reactor.coordination`): every write of a record carries it, and
+    the store refuses it once another replica leads. ``None``: a single node or the CLI."""
     _records: dict[str, SubscriptionRecord] = field(default_factory=dict, init=False)
     _health: dict[str, _Health] = field(default_factory=dict, init=False)
     _stale: list[SubscriptionRecord] = field(default_factory=list, init=False)
@@ -119,17 +122,18 @@ class SubscriptionManager:
         return self._health.setdefault(resource, _Health())
 
     # records ----------------------------------------------------------------------------------------
-    async def load(self) -> None:
+    async def load(self, *, readonly: bool = False) -> None:
         """Read our records from the store (no Graph call). Of two records for one resource the newest
-        wins; the older one is deleted on Graph and in the store by the next :meth:`tick`."""
+        wins; the older one is deleted on Graph and in the store by the next :meth:`tick`.
+        ``readonly``: a replica that does not lead refreshes what it shows, and cleans nothing up."""
         self._records.clear()
         self._stale.clear()
         for record in sorted(await self.store.subscriptions(), key=lambda r: max(r.created_at, r.last_renewed_at)):
             if record.pending:
                 # Left by a create that did not finish (a crash between the POST and its answer): the
                 # subscription, if Graph made it, is found and adopted by the next create.
-                if self.clock() - record.created_at > PENDING_TTL_SECONDS:
-                    await self.store.delete_subscription(record.id)
+                if not readonly and self.clock() - record.created_at > PENDING_TTL_SECONDS:
+                    await self.store.delete_subscription(record.id, fence=self.fence())
                 continue
             previous = self._records.get(record.resource)
             if previous is not None:
@@ -140,7 +144,7 @@ class SubscriptionManager:
         for record in list(self._stale):
             try:
                 await self._delete_remote(record.id)
-                await self.store.delete_subscription(record.id)
+                await self.store.delete_subscription(record.id, fence=self.fence())
             except ReactorError as exc:
                 log.event("subscription_duplicate_kept", level="warning", subscription_id=record.id, error=str(exc))
             else:
@@ -158,12 +162,12 @@ class SubscriptionManager:
         return None
 
     async def _save(self, record: SubscriptionRecord) -> SubscriptionRecord:
-        await self.store.save_subscription(record)
+        await self.store.save_subscription(record, fence=self.fence())
         self._records[record.resource] = record
         return record
 
     async def _forget(self, record: SubscriptionRecord) -> None:
-        await self.store.delete_subscription(record.id)
+        await self.store.delete_subscription(record.id, fence=self.fence())
         if self._records.get(record.resource) == record:
             del self._records[record.resource]
 
@@ -235,11 +239,11 @@ class SubscriptionManager:
             notification_url=self.notification_url, lifecycle_url=self.lifecycle_url, client_state=client_state,
             expires_at=now + PENDING_TTL_SECONDS, created_at=now,
         )
-        await self.store.save_subscription(pending)
+        await self.store.save_subscription(pending, fence=self.fence())
         try:
             return await self._create_with(resource, client_state, now, adopted)
         finally:
-            await self.store.delete_subscription(pending.id)
+            await self.store.delete_subscription(pending.id, fence=self.fence())
 
     async def _create_with(self, resource: str, client_state: str, now: float, adopted: bool) -> SubscriptionRecord:
         try:
@@ -423,7 +427,7 @@ class SubscriptionManager:
             for record in await self.store.subscriptions():
                 if not record.pending:
                     await self._delete_remote(record.id)
-                await self.store.delete_subscription(record.id)
+                await self.store.delete_subscription(record.id, fence=self.fence())
                 self._records.pop(record.resource, None)
                 deleted.append(record.id)
             return deleted

@@ -85,10 +85,12 @@ def settings_for(tmp_path: Path, *, subscriptions: bool) -> Settings:
 async def test_build_service_assembles_subscriptions_only_when_enabled(tmp_path: Path) -> None:
     for enabled in (True, False):
         service, engine = build_service(settings_for(tmp_path, subscriptions=enabled), SQLiteStore(str(tmp_path / "r.db")))
-        kinds = [type(c) for c in service.components]
+        # Renewal, the periodic reconcile and the pruning are the leader's: they run on one replica.
+        kinds = [type(c) for c in service.coordinator.leader_components]
         assert kinds == ([SubscriptionsComponent] if enabled else []) + [ReconcileLoop, AuditPruning]
+        assert service.components == ()
         assert ("subscriptions" in service.checks) is enabled
-        assert {"askcody", "graph", "store", "workers", "backlog", "dead_letters"} <= set(service.checks)
+        assert {"askcody", "graph", "store", "workers", "backlog", "dead_letters", "replicas"} <= set(service.checks)
         assert ("subscription_health" in service.status_sources) is enabled and "engine" in service.status_sources
         assert service.dispatcher.handler == engine.handle
         assert (engine.on_lifecycle is not None) is enabled

@@ -7,7 +7,10 @@ coroutine: implementations may run blocking I/O off the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -135,6 +138,46 @@ def change_of(row: AuditRow) -> AppliedChange:
     return AppliedChange(row.at, row.entra_id, what, row.reason, row.upn)
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A term of leadership: the replica that leads and the lease's epoch (raised at every change of
+    leader). A write given a fence is refused with :class:`~reactor.errors.LeadershipLost` unless
+    that replica still holds the lease with that epoch, checked in the write's own transaction."""
+
+    holder: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """A live ``reactor serve`` process on the store: its id, when it joined, until when its last
+    heartbeat keeps it alive (the store's clock), and what it said of itself (host, pid, version)."""
+
+    id: str
+    started_at: float
+    expires_at: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Leadership:
+    """Who holds the leader lease now, with which epoch, until when (the store's clock)."""
+
+    holder: str
+    epoch: int
+    expires_at: float
+
+
+def new_replica_id() -> str:
+    """A replica id unique to this process: host, pid and a random part (a restarted process is a new
+    replica; what the old one left is taken over once its heartbeat expires, or at once after a stop)."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+ClaimKey = tuple[str, str]
+"""``(kind, object_id)`` of a unit of work (``(kind, "*")`` for a kind handled as one batch)."""
+
+
 class Lifecycle(Protocol):
     """Opening, closing and probing a store."""
 
@@ -167,9 +210,11 @@ class Journal(Protocol):
 class Subscriptions(Protocol):
     """Our Graph subscriptions and their clientStates (the intake checks against them)."""
 
-    async def save_subscription(self, record: SubscriptionRecord) -> None: ...
+    async def save_subscription(self, record: SubscriptionRecord, fence: Fence | None = None) -> None:
+        """Insert or replace ``record``; with a ``fence``, only while it holds (else
+        :class:`~reactor.errors.LeadershipLost`, nothing written)."""
 
-    async def delete_subscription(self, subscription_id: str) -> None: ...
+    async def delete_subscription(self, subscription_id: str, fence: Fence | None = None) -> None: ...
 
     async def subscriptions(self) -> list[SubscriptionRecord]: ...
 
@@ -243,6 +288,56 @@ class Audit(Protocol):
         """Remove the rows older than ``before``; how many were removed."""
 
 
-class Store(Lifecycle, Journal, Subscriptions, Meta, Mappings, Memberships, DeadLetters, ChangeLog, Audit, Protocol):
+class Coordination(Protocol):
+    """Several ``reactor serve`` replicas on one store: who is alive, who leads, who handles which
+    object, and whose journal entries are whose. Times are the store's clock (PostgreSQL's
+    ``clock_timestamp()``; SQLite: this machine's), so replicas on machines with skewed clocks agree.
+
+    ``replica_id`` owns the journal entries this store appends; ``shared`` says whether other
+    processes may run on the same store at once (PostgreSQL) or not (SQLite: one process, so
+    claims are not needed and a restart may take over everything at once)."""
+
+    replica_id: str
+    shared: bool
+
+    async def heartbeat(self, info: dict[str, Any], ttl: float) -> bool:
+        """Keep this replica alive for ``ttl`` seconds more, and its claims with it. ``False`` when
+        its previous heartbeat had already expired (others may have taken over its work)."""
+
+    async def replicas(self) -> list[ReplicaInfo]:
+        """The live replicas (heartbeat not expired), oldest first."""
+
+    async def lead(self, ttl: float) -> Fence | None:
+        """Take or keep the leader lease for ``ttl`` seconds; the fence when this replica leads, else
+        ``None``. The epoch changes whenever the lease changes hands (or lapsed in between)."""
+
+    async def leadership(self) -> Leadership | None:
+        """The current (unexpired) leader lease, if any."""
+
+    async def claim(self, keys: Sequence[ClaimKey], ttl: float) -> list[ClaimKey]:
+        """Claim ``keys`` for this replica for ``ttl`` seconds (heartbeats extend them); the keys now
+        held. A key held by another replica whose claim has not expired is not taken."""
+
+    async def release(self, keys: Sequence[ClaimKey]) -> None:
+        """Give up this replica's claims on ``keys``."""
+
+    async def adopt(
+        self, *, kinds: Collection[str] | None = None, everything: bool = False, limit: int = 1000
+    ) -> list[JournalEntry]:
+        """Take over journal entries whose owner is not alive (left, crashed, or a CLI process): they
+        become this replica's and are returned in sequence order. ``kinds`` limits which kinds are
+        taken; ``everything`` takes every entry whoever owns it (a single-node store at start)."""
+
+    async def hand_off(self, seqs: Sequence[int]) -> None:
+        """Let go of this replica's journal entries ``seqs`` (work only the leader does): the next
+        adopter of their kind takes them."""
+
+    async def leave(self) -> None:
+        """This replica stops: its claims and leadership end now and its journal entries are free."""
+
+
+class Store(
+    Lifecycle, Journal, Subscriptions, Meta, Mappings, Memberships, DeadLetters, ChangeLog, Audit, Coordination, Protocol
+):
     """Durable state of the reactor: every role above. Consumers type against the roles they use;
     every store (SQLite, PostgreSQL) implements them all."""

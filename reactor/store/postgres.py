@@ -13,12 +13,13 @@ from reactor.store.base import (
     AppliedChange,
     AuditRow,
     DeadLetter,
+    Fence,
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
     change_of,
 )
-from reactor.store.postgres_writer import PostgresWriter
+from reactor.store.postgres_coordination import COORDINATION_SCHEMA, PostgresCoordination
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -99,6 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX audit_by_at ON audit (at);
     DROP TABLE changes;
     """,
+    COORDINATION_SCHEMA,
 )
 """Migration ``n`` (1-based) brings the schema from version ``n - 1`` to ``n``; append, never edit."""
 
@@ -107,7 +109,7 @@ _AUDIT_COLUMNS = "at, entra_id, upn, op, operation, cause, reason, outcome, erro
 _C = 'COLLATE "C"'
 
 
-class PostgresStore(PostgresWriter):
+class PostgresStore(PostgresCoordination):
     """A :class:`~reactor.store.base.Store` on a PostgreSQL database (``postgresql://user@host:port/db``)."""
 
     migrations = MIGRATIONS
@@ -137,10 +139,12 @@ class PostgresStore(PostgresWriter):
         return int(row[0]), (float(row[1]) if row[1] is not None else None)
 
     # subscriptions -------------------------------------------------------------------------------
-    async def save_subscription(self, record: SubscriptionRecord) -> None:
+    async def save_subscription(self, record: SubscriptionRecord, fence: Fence | None = None) -> None:
         r = record
-        await self._run(
-            lambda c: c.execute(
+
+        async def job(c: Any) -> None:
+            await self._check_fence(c, fence)
+            await c.execute(
                 "INSERT INTO subscriptions (id, resource, change_type, notification_url, lifecycle_url, client_state,"
                 " expires_at, created_at, last_renewed_at, last_reauthorized_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET"
@@ -152,10 +156,15 @@ class PostgresStore(PostgresWriter):
                 r.id, r.resource, r.change_type, r.notification_url, r.lifecycle_url, r.client_state,
                 r.expires_at, r.created_at, r.last_renewed_at, r.last_reauthorized_at,
             )
-        )
 
-    async def delete_subscription(self, subscription_id: str) -> None:
-        await self._run(lambda c: c.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id))
+        await self._transaction(job)
+
+    async def delete_subscription(self, subscription_id: str, fence: Fence | None = None) -> None:
+        async def job(c: Any) -> None:
+            await self._check_fence(c, fence)
+            await c.execute("DELETE FROM subscriptions WHERE id = $1", subscription_id)
+
+        await self._transaction(job)
 
     async def subscriptions(self) -> list[SubscriptionRecord]:
         rows = await self._run(

@@ -27,14 +27,16 @@ import orjson
 from reactor.errors import StoreError
 from reactor.metrics import JOURNAL_WRITE_SECONDS
 from reactor.secret import Secret
-from reactor.store.base import JournalItem
+from reactor.store.base import JournalItem, new_replica_id
 
 T = TypeVar("T")
 
 SCHEMA_LOCK = 0x7265_6163_746F_7200  # "reactor\0": the advisory lock taken while migrating
 _INSERT_JOURNAL = (
-    "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload)"
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bytea[]) RETURNING seq"
+    "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload, owner)"
+    " SELECT k, o, s, c, r, p, $7::text"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bytea[]) AS t(k, o, s, c, r, p)"
+    " RETURNING seq"
 )
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -44,6 +46,9 @@ class PostgresWriter:
     :meth:`open`, and the journal's group-commit writer. ``password`` (``store.password``), when
     given, is used instead of a password in the URL. :class:`~reactor.store.postgres.PostgresStore`
     puts the queries on top."""
+
+    shared = True
+    """Several processes may use one PostgreSQL database at once (replicas)."""
 
     migrations: tuple[str, ...] = ()
     """Migration ``n`` (1-based) brings the schema from version ``n - 1`` to ``n``; set by the subclass."""
@@ -57,8 +62,10 @@ class PostgresWriter:
         max_connections: int = 10,
         connect_timeout: float = 10.0,
         command_timeout: float = 30.0,
+        replica_id: str = "",
     ) -> None:
         parts = urlsplit(url)
+        self.replica_id = replica_id or new_replica_id()
         given = password.reveal() if isinstance(password, Secret) else password
         self._password = Secret(given or unquote(parts.password or ""))
         self._dsn = _without_password(url)
@@ -195,7 +202,7 @@ class PostgresWriter:
             assert self._pool is not None
             async with self._pool.acquire() as conn:
                 # One statement is one transaction: insert and commit in a single round trip.
-                rows = await conn.fetch(_INSERT_JOURNAL, kinds, objects, subs, changes, received, payloads)
+                rows = await conn.fetch(_INSERT_JOURNAL, kinds, objects, subs, changes, received, payloads, self.replica_id)
             # The identity is drawn row by row in the order unnest gives them: sorted, they match the items.
             seqs = sorted(r[0] for r in rows)
         except Exception as exc:

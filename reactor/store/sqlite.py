@@ -14,12 +14,13 @@ from reactor.store.base import (
     AppliedChange,
     AuditRow,
     DeadLetter,
+    Fence,
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
     change_of,
 )
-from reactor.store.sqlite_writer import SQLiteWriter
+from reactor.store.sqlite_coordination import COORDINATION_SCHEMA, SQLiteCoordination, upgrade_journal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -93,10 +94,13 @@ CREATE INDEX IF NOT EXISTS audit_by_at ON audit (at);
 _AUDIT_COLUMNS = "at, entra_id, upn, op, operation, cause, reason, outcome, error, journal_seqs, mail"
 
 
-class SQLiteStore(SQLiteWriter):
+class SQLiteStore(SQLiteCoordination):
     """A :class:`~reactor.store.base.Store` on one SQLite file (or ``:memory:``)."""
 
-    schema = SCHEMA
+    schema = SCHEMA + COORDINATION_SCHEMA
+
+    def upgrade(self, conn: sqlite3.Connection) -> None:
+        upgrade_journal(conn)
 
     async def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[JournalEntry]:
         def job(c: sqlite3.Connection) -> list[JournalEntry]:
@@ -128,20 +132,27 @@ class SQLiteStore(SQLiteWriter):
         return await self._call(job)
 
     # subscriptions -------------------------------------------------------------------------------
-    async def save_subscription(self, record: SubscriptionRecord) -> None:
+    async def save_subscription(self, record: SubscriptionRecord, fence: Fence | None = None) -> None:
         r = record
-        await self._call(
-            lambda c: c.execute(
+
+        def job(c: sqlite3.Connection) -> None:
+            self._check_fence(c, fence)
+            c.execute(
                 "INSERT OR REPLACE INTO subscriptions (id, resource, change_type, notification_url, lifecycle_url,"
                 " client_state, expires_at, created_at, last_renewed_at, last_reauthorized_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (r.id, r.resource, r.change_type, r.notification_url, r.lifecycle_url, r.client_state,
                  r.expires_at, r.created_at, r.last_renewed_at, r.last_reauthorized_at),
             )
-        )
 
-    async def delete_subscription(self, subscription_id: str) -> None:
-        await self._call(lambda c: c.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,)))
+        await self._call(job)
+
+    async def delete_subscription(self, subscription_id: str, fence: Fence | None = None) -> None:
+        def job(c: sqlite3.Connection) -> None:
+            self._check_fence(c, fence)
+            c.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+
+        await self._call(job)
 
     async def subscriptions(self) -> list[SubscriptionRecord]:
         def job(c: sqlite3.Connection) -> list[SubscriptionRecord]:

@@ -27,7 +27,7 @@ import orjson
 
 from reactor.errors import StoreError
 from reactor.metrics import JOURNAL_WRITE_SECONDS
-from reactor.store.base import JournalItem
+from reactor.store.base import JournalItem, new_replica_id
 
 T = TypeVar("T")
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
@@ -41,8 +41,12 @@ class SQLiteWriter:
     schema = ""
     """The DDL run at every open (``CREATE … IF NOT EXISTS``); set by the subclass."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5000, durable: bool = True) -> None:
+    shared = False
+    """One process per SQLite file: a single node (a restart takes over everything at once)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000, durable: bool = True, replica_id: str = "") -> None:
         self.path = path
+        self.replica_id = replica_id or new_replica_id()
         self.busy_timeout_ms = busy_timeout_ms
         self.durable = durable
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -91,7 +95,11 @@ class SQLiteWriter:
         # Checkpoints run when the writer is idle (see _run), not inside a commit that callers wait for.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.executescript(self.schema)
+        self.upgrade(conn)
         return conn
+
+    def upgrade(self, conn: sqlite3.Connection) -> None:
+        """Bring a file made by an older version up to :attr:`schema` (after it ran); the subclass says how."""
 
     def _run(self) -> None:
         try:
@@ -269,8 +277,9 @@ class SQLiteWriter:
         # on Python 3.11, once per request here). Awaiting from another loop fails loudly.
         fut: asyncio.Future[list[int]] = loop.create_future()
         params: list[Any] = []
+        owner = self.replica_id
         for i in items:
-            params += (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload))
+            params += (i.kind, i.object_id, i.subscription_id, i.change_type, i.received_at, orjson.dumps(i.payload), owner)
         self._appends.append((params, len(items), fut))
         if len(self._appends) == 1:
             loop.call_soon(self._submit_appends, loop)
@@ -302,13 +311,13 @@ class SQLiteWriter:
         self._jobs.put((_JournalRows(params, sum(count for _, count, _ in waiting)), loop, done))
 
 
-_INSERT_CHUNK = 256  # rows per INSERT statement (6 parameters each, far below SQLite's limit)
-_COLUMNS = 6
+_INSERT_CHUNK = 256  # rows per INSERT statement (7 parameters each, far below SQLite's limit)
+_COLUMNS = 7
 
 
 class _JournalRows:
     """A writer job: the journal rows of one event-loop iteration, flattened into INSERT parameters
-    (kind, object_id, subscription_id, change_type, received_at, payload per row). The writer inserts
+    (kind, object_id, subscription_id, change_type, received_at, payload, owner per row). The writer inserts
     these itself (see ``_run_batch``); calling the job is a mistake."""
 
     __slots__ = ("count", "params")
@@ -335,8 +344,8 @@ def _private_files(path: str) -> None:
 @functools.lru_cache(maxsize=_INSERT_CHUNK)
 def _insert_sql(rows: int) -> str:
     return (
-        "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+        "INSERT INTO journal (kind, object_id, subscription_id, change_type, received_at, payload, owner) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
     )
 
 

@@ -76,7 +76,10 @@ async def test_readiness_follows_the_scim_target_and_liveness_does_not(make_stac
         await wait(lambda: probe.ready_is(200), "ready with AskCody up")
         body = probe.last[1]
         assert body["status"] == "ready"
-        assert set(body["checks"]) == {"store", "workers", "subscriptions", "askcody", "graph", "backlog", "dead_letters"}
+        assert set(body["checks"]) == {
+            "store", "workers", "subscriptions", "askcody", "graph", "backlog", "dead_letters", "replicas"
+        }
+        assert body["checks"]["replicas"]["reason"] == "single node (SQLite): this replica leads"
         for name, check in body["checks"].items():
             assert check["ok"] is True, (name, check)
             assert check["reason"], name

@@ -1,0 +1,322 @@
+"""Several ``reactor serve`` replicas on one store: liveness, the leader, claims, and what is whose.
+
+Every replica serves ``/notifications`` and ``/lifecycle`` and journals what it accepts under its own
+id (the store's ``replica_id``); its dispatcher handles those entries. The :class:`Coordinator`
+keeps the replicas apart and takes over what a dead one leaves:
+
+- **heartbeat** every ``lease_seconds / 4``: the replica stays alive for ``0.75 * lease_seconds``
+  and its claims with it. A replica whose heartbeat expired is dead: any other adopts its journal
+  entries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) at its next tick, so a killed replica's work
+  moves on within ``lease_seconds``; a replica that stops cleanly frees its entries at once.
+- **claims**: before a unit runs, its object (``(kind, id)``; ``(kind, "*")`` for a kind handled
+  as one batch, the groups-delta round) is claimed in the store; a unit whose object another replica
+  holds waits and tries again, so an object is never handled by two replicas at once and its
+  changes run one after another.
+- **leader**: one replica holds the leader lease (same timing as the heartbeat) and runs the leader's
+  components (subscription renewal, the periodic reconcile, audit pruning) and the leader's kinds
+  of work (lifecycle notifications, reconciles): a follower that receives those hands them off and
+  the leader adopts them. Every lease taken anew has a higher epoch; the subscription writes carry
+  the fence ``(replica, epoch)`` and the store refuses them once the lease has moved on, so a paused
+  old leader cannot overwrite what the new one did. A leader that cannot renew the lease stops
+  leading when its own clock says the lease has run out, before another replica can take it.
+
+On a store that is not ``shared`` (SQLite: one process per file) there is one replica: it leads
+from the start, takes over every journal entry at start, and claims nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from reactor import log
+from reactor.domain.work import WorkUnit
+from reactor.store.base import ClaimKey, Coordination, Fence, Journal, JournalEntry, Leadership, ReplicaInfo
+
+Verdict = Literal["run", "busy", "elsewhere"]
+"""What a replica may do with a unit now: run it; wait (another replica holds its object); or drop it
+here (it was handed to the leader)."""
+
+LEADER_KINDS: frozenset[str] = frozenset({"lifecycle", "reconcile"})
+"""Work that only the leader does: it touches the subscriptions and every object at once."""
+
+TTL_SHARE = 0.75
+"""A heartbeat or a lease lasts this share of ``lease_seconds``; the next one comes after a quarter."""
+
+
+class CoordinationStore(Coordination, Journal, Protocol):
+    """What the coordinator needs of the store."""
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReplicasView:
+    """Who is alive and who leads, as ``/readyz`` and the status page show it."""
+
+    replica: str
+    leading: bool
+    leader: Leadership | None
+    alive: tuple[ReplicaInfo, ...]
+    shared: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "leading": self.leading,
+            "leader": self.leader.holder if self.leader else None,
+            "epoch": self.leader.epoch if self.leader else None,
+            "alive": len(self.alive),
+            "shared": self.shared,
+            "replicas": [
+                {"id": r.id, "started_at": r.started_at, "expires_at": r.expires_at, **r.info} for r in self.alive
+            ],
+        }
+
+
+class Coordinator:
+    """This replica's part in the group (see the module doc). ``submit`` queues adopted entries in the
+    dispatcher; ``leader_components`` run only while this replica leads; ``while_following`` run at
+    every tick while another leads (to refresh what the status page shows)."""
+
+    def __init__(
+        self,
+        store: CoordinationStore,
+        lease_seconds: float,
+        *,
+        submit: Callable[[Sequence[JournalEntry]], None],
+        leader_components: Sequence[Component] = (),
+        while_following: Sequence[Callable[[], Awaitable[None]]] = (),
+        leader_kinds: Collection[str] = LEADER_KINDS,
+        all_kinds: Collection[str] = ("user", "group", "lifecycle", "reconcile"),
+        batch_kinds: Collection[str] = ("group",),
+        busy_delay: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.ttl = lease_seconds * TTL_SHARE
+        self.tick_seconds = lease_seconds / 4
+        self.submit = submit
+        self.leader_components = tuple(leader_components)
+        self.while_following = tuple(while_following)
+        self.leader_kinds = frozenset(leader_kinds)
+        self.follower_kinds = tuple(k for k in all_kinds if k not in self.leader_kinds)
+        self.batch_kinds = frozenset(batch_kinds)
+        self.busy_delay = busy_delay
+        self.clock = clock
+        self.shared = store.shared
+        self.replica_id = store.replica_id
+        self.fence: Fence | None = None
+        """The current term while this replica leads (``None`` otherwise, and on a single node)."""
+        self._leading = False
+        self._lead_until = 0.0
+        self._unreleased: set[ClaimKey] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._change: asyncio.Lock = asyncio.Lock()
+        self._components_running = False
+        self.info = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    # the group -----------------------------------------------------------------------------------
+    @property
+    def leading(self) -> bool:
+        """Whether this replica leads now (by its own clock: it stops before the lease can move on)."""
+        if not self.shared:
+            return True
+        return self._leading and self.clock() < self._lead_until
+
+    async def recover(self) -> list[JournalEntry]:
+        """What this replica takes over at start: on a single node every journal entry; on a shared
+        store the entries of replicas no longer alive (the kinds this replica may do)."""
+        await self._beat()
+        if not self.shared:
+            entries: list[JournalEntry] = []
+            while batch := await self.store.adopt(everything=True, limit=10_000):
+                entries += batch
+                if len(batch) < 10_000:
+                    break
+            return entries
+        await self._lead()
+        return await self._adopt_all()
+
+    async def start(self) -> None:
+        """Join (after :meth:`recover`): the heartbeat loop, and the leader's components if leading."""
+        await self._apply_leadership()
+        self._task = asyncio.create_task(self._run(), name="reactor-coordination")
+
+    async def stop(self) -> None:
+        """Stop the leader's components; the replica stays registered until :meth:`leave`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        async with self._change:
+            await self._stop_components()
+
+    async def leave(self) -> None:
+        """After the dispatcher stopped: free this replica's claims, lease and journal entries now."""
+        try:
+            await self.store.leave()
+        except Exception as exc:
+            log.event("replica_leave_failed", level="warning", replica=self.replica_id, error=repr(exc),
+                      effect="the others take over once this replica's heartbeat expires")
+            return
+        self._leading = False
+        self.fence = None
+        log.event("replica_left", replica=self.replica_id)
+
+    async def view(self) -> ReplicasView:
+        alive = tuple(await self.store.replicas())
+        leader = await self.store.leadership()
+        return ReplicasView(self.replica_id, self.leading, leader, alive, self.shared)
+
+    # the dispatcher's gate -------------------------------------------------------------------------
+    def _keys(self, unit: WorkUnit) -> list[ClaimKey]:
+        if unit.kind in self.batch_kinds:
+            return [(unit.kind, "*")]
+        return [(unit.kind, oid) for oid in unit.object_ids]
+
+    async def enter(self, unit: WorkUnit) -> Verdict:
+        """May this replica run ``unit`` now? Claims its object on a shared store."""
+        if not self.shared:
+            return "run"
+        if unit.kind in self.leader_kinds and not self.leading:
+            try:
+                await self.store.hand_off([e.seq for e in unit.entries])
+            except Exception as exc:
+                log.event("hand_off_failed", level="warning", kind=unit.kind, error=repr(exc))
+                return "busy"
+            log.event("handed_to_leader", kind=unit.kind, object_ids=list(unit.object_ids), entries=len(unit.entries))
+            return "elsewhere"
+        keys = self._keys(unit)
+        self._unreleased.difference_update(keys)
+        try:
+            held = await self.store.claim(keys, self.ttl)
+        except Exception as exc:
+            log.event("claim_failed", level="warning", kind=unit.kind, error=repr(exc))
+            return "busy"
+        if len(held) == len(keys):
+            return "run"
+        if held:
+            await self._release(held)
+        return "busy"
+
+    async def leave_unit(self, unit: WorkUnit) -> None:
+        """After ``unit`` ran (before its objects may run again here): release its claims."""
+        if self.shared:
+            await self._release(self._keys(unit))
+
+    def busy_wait(self) -> float:
+        """How long a unit whose object another replica holds waits before trying again."""
+        return self.busy_delay * (0.5 + random.random())
+
+    async def _release(self, keys: Sequence[ClaimKey]) -> None:
+        try:
+            await self.store.release(keys)
+        except Exception as exc:
+            # Tried again at the next tick; until then the heartbeat would keep them: see _run.
+            self._unreleased.update(keys)
+            log.event("claim_release_failed", level="warning", keys=len(keys), error=repr(exc))
+
+    # the loop ------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            wait = self.tick_seconds
+            if self._leading and self.shared:
+                wait = max(0.01, min(wait, self._lead_until - self.clock()))  # stop leading on time
+            await asyncio.sleep(wait)  # the heartbeat period, not a wait for work
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.event("coordination_tick_failed", level="warning", replica=self.replica_id, error=repr(exc))
+                await self._apply_leadership()  # a leader that cannot renew stops when its lease runs out
+
+    async def tick(self) -> None:
+        """One heartbeat: stay alive, take or keep the lease, adopt what dead replicas left."""
+        if self._unreleased:
+            keys = list(self._unreleased)
+            self._unreleased.clear()
+            await self._release(keys)
+        await self._beat()
+        if not self.shared:
+            return
+        await self._lead()
+        await self._apply_leadership()
+        entries = await self._adopt_all()
+        if entries:
+            self.submit(entries)
+        if not self.leading:
+            for refresh in self.while_following:
+                try:
+                    await refresh()
+                except Exception as exc:
+                    log.event("follower_refresh_failed", level="warning", error=repr(exc))
+
+    async def _beat(self) -> None:
+        if not await self.store.heartbeat(self.info, self.ttl):
+            log.event("replica_lapsed", level="warning", replica=self.replica_id,
+                      reason="the previous heartbeat had expired: other replicas may have taken over its work")
+
+    async def _lead(self) -> None:
+        asked = self.clock()
+        fence = await self.store.lead(self.ttl)
+        if fence is None:
+            if self._leading:
+                log.event("leadership_lost", level="warning", replica=self.replica_id)
+            self._leading = False
+            self.fence = None
+            return
+        if self.fence is None or fence.epoch != self.fence.epoch:
+            log.event("leadership_taken", replica=self.replica_id, epoch=fence.epoch)
+        self.fence = fence
+        self._leading = True
+        # Counted from before the request: the store's lease cannot end before this.
+        self._lead_until = asked + self.ttl
+
+    async def _adopt_all(self) -> list[JournalEntry]:
+        kinds = None if self.leading else self.follower_kinds
+        entries: list[JournalEntry] = []
+        while True:
+            batch = await self.store.adopt(kinds=kinds, limit=1000)
+            entries += batch
+            if len(batch) < 1000:
+                break
+        if entries:
+            log.event("journal_adopted", replica=self.replica_id, entries=len(entries))
+        return entries
+
+    async def _apply_leadership(self) -> None:
+        """Start or stop the leader's components to match :attr:`leading`."""
+        async with self._change:
+            if self.leading and not self._components_running:
+                self._components_running = True
+                for c in self.leader_components:
+                    try:
+                        await c.start()
+                    except Exception as exc:
+                        log.event("leader_component_failed", level="error", component=type(c).__name__,
+                                  error=repr(exc))
+            elif not self.leading and self._components_running:
+                await self._stop_components()
+
+    async def _stop_components(self) -> None:
+        if not self._components_running:
+            return
+        self._components_running = False
+        for c in reversed(self.leader_components):
+            try:
+                await c.stop()
+            except Exception as exc:
+                log.event("component_stop_failed", level="error", component=type(c).__name__, error=repr(exc))
