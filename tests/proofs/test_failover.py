@@ -43,3 +43,16 @@ def test_the_overlap_check_finds_an_object_handled_by_both_replicas_at_once() ->
     assert overlapping(runs) == ["('group', '*'): a 20.000-21.000 and b 20.500-20.600"]
     runs["b"].append(run("user", "anna", 9.0, 9.5))
     assert len(overlapping(runs)) == 2
+
+
+async def test_a_rolling_restart_of_both_replicas_during_a_stream_of_changes_loses_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from tests.support.failover import run_rolling_restart
+
+    figures = await run_rolling_restart(tmp_path, postgres_url, changes=160, users=20, seed=5, lease=LEASE)
+    assert figures.problems == [] and figures.lost == 0, figures.as_dict()
+    assert figures.journal_left == 0
+    assert figures.overlaps == []
+    assert figures.answers > 0
+    assert figures.refused == [], "Graph saw a non-2xx only from a replica that was stopping"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class Balancer:
     def __init__(self, backends: list[str]) -> None:
         self.backends = backends
         self.served: dict[str, int] = defaultdict(int)
+        self.answers: list[tuple[float, str, int]] = []
+        """``(monotonic time, backend, status)`` of every answer given (backend ``""``: none answered)."""
         self._next = 0
         self._session: aiohttp.ClientSession | None = None
 
@@ -68,9 +71,11 @@ class Balancer:
             except aiohttp.ClientConnectionError:
                 continue
             self.served[backend] += 1
+            self.answers.append((time.monotonic(), backend, status))
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": content})
             return
+        self.answers.append((time.monotonic(), "", 502))
         await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"no replica answered"})
 
@@ -140,11 +145,24 @@ async def _status(client: httpx.AsyncClient, replica: ReactorProcess) -> dict[st
     return dict(r.json())
 
 
-async def run_failover(
-    tmp: Path, store_url: str, *, changes: int = 300, users: int = 30, seed: int = 7, lease: float = 3.0,
-    converge_timeout: float = 120.0,
-) -> FailoverFigures:
-    """The whole proof; see the module doc. ``store_url``: an empty PostgreSQL database."""
+@dataclass
+class Installation:
+    """Two replicas (``a`` is the rig's own process) behind the balancer, subscribed and converged."""
+
+    rig: Rig
+    replicas: dict[str, ReactorProcess]
+    balancer: Balancer
+    client: httpx.AsyncClient
+    store_url: str
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {n} ---\n{p.log.read_text(errors='replace')[-2500:]}" for n, p in self.replicas.items())
+
+
+@contextlib.asynccontextmanager
+async def installation(tmp: Path, store_url: str, *, users: int, seed: int, lease: float) -> AsyncIterator[Installation]:
+    """Simulator, scim2-server and two ``reactor serve`` processes on ``store_url`` (an empty
+    PostgreSQL database) behind a :class:`Balancer` that is the subscriptions' notification URL."""
     lb_port = free_port()
     overrides = {
         "server": {"public_url": f"http://127.0.0.1:{lb_port}", "log_level": "debug"},
@@ -156,7 +174,12 @@ async def run_failover(
         balancer = Balancer([rig.reactor.url, other.url])
         try:
             async with serve_asgi(balancer, lb_port), httpx.AsyncClient() as client:
-                return await _run(rig, other, balancer, client, store_url, changes, lease, converge_timeout)
+                inst = Installation(rig, {"a": rig.reactor, "b": other}, balancer, client, store_url)
+                await asyncio.gather(rig.start(), asyncio.to_thread(other.start, 60.0))
+                await eventually(lambda: len(rig.sim.subscriptions) == 2, "the leader subscribes", 30, 0.05,
+                                 detail=inst.tails)
+                await rig.converge(60)
+                yield inst
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(other.terminate, 40.0)
@@ -164,18 +187,18 @@ async def run_failover(
             await balancer.aclose()
 
 
-async def _run(
-    rig: Rig, other: ReactorProcess, balancer: Balancer, client: httpx.AsyncClient, store_url: str, changes: int,
-    lease: float, converge_timeout: float,
+async def run_failover(
+    tmp: Path, store_url: str, *, changes: int = 300, users: int = 30, seed: int = 7, lease: float = 3.0,
+    converge_timeout: float = 120.0,
 ) -> FailoverFigures:
-    replicas = {"a": rig.reactor, "b": other}
-    await asyncio.gather(rig.start(), asyncio.to_thread(other.start, 60.0))
+    """The whole proof; see the module doc. ``store_url``: an empty PostgreSQL database."""
+    async with installation(tmp, store_url, users=users, seed=seed, lease=lease) as inst:
+        return await _run(inst, changes, lease, converge_timeout)
 
-    def tails() -> str:
-        return "\n".join(f"--- {n} ---\n{p.log.read_text(errors='replace')[-2500:]}" for n, p in replicas.items())
 
-    await eventually(lambda: len(rig.sim.subscriptions) == 2, "the leader subscribes", 30, 0.05, detail=tails)
-    await rig.converge(60)
+async def _run(inst: Installation, changes: int, lease: float, converge_timeout: float) -> FailoverFigures:
+    rig, replicas, balancer, client, store_url = inst.rig, inst.replicas, inst.balancer, inst.client, inst.store_url
+    tails = inst.tails
     leader_name = ""
 
     async def someone_leads() -> bool:
@@ -287,3 +310,72 @@ async def _dead_letters(store_url: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM dead_letters"))
     finally:
         await conn.close()
+
+
+@dataclass
+class RollingFigures:
+    changes: int
+    lost: int
+    seconds_to_converge: float | None
+    journal_left: int
+    overlaps: list[str]
+    answers: int
+    """Answers Graph got (through the balancer) during the run."""
+    refused: list[str]
+    """Non-2xx answers Graph got from a replica that was not stopping, or from none (should be none)."""
+    from_stopping: int
+    """Non-2xx answers from a replica while it was stopping (allowed: Graph retries them)."""
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def run_rolling_restart(
+    tmp: Path, store_url: str, *, changes: int = 200, users: int = 24, seed: int = 5, lease: float = 3.0,
+) -> RollingFigures:
+    """Restart both replicas one after the other (SIGTERM, start again, wait until it serves) while a
+    stream of Entra changes runs; then check what Graph was answered and what AskCody holds."""
+    async with installation(tmp, store_url, users=users, seed=seed, lease=lease) as inst:
+        rig = inst.rig
+        stopping: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        started = time.monotonic()
+
+        async def restart_each() -> None:
+            for name in ("a", "b"):
+                proc = inst.replicas[name]
+                begun = time.monotonic()
+                await asyncio.to_thread(proc.terminate, 40.0)
+                stopping[proc.url].append((begun, time.monotonic()))
+                await asyncio.to_thread(proc.start, 60.0)
+
+        burst = asyncio.create_task(rig.burst(changes, pause=0.05))
+        await asyncio.sleep(0.5)  # let the stream start before the first restart
+        await restart_each()
+        applied = await burst
+        ended = time.monotonic()
+        problems: list[str] = []
+        try:
+            await rig.converge(120)
+            converge_seconds: float | None = time.monotonic() - ended
+        except AssertionError as exc:
+            converge_seconds = None
+            problems.append(str(exc)[:3000])
+        left = [] if converge_seconds is not None else await rig.problems()
+        refused: list[str] = []
+        from_stopping = 0
+        answers = [a for a in inst.balancer.answers if a[0] >= started]
+        for at, backend, status in answers:
+            if status < 300:
+                continue
+            # Answered while stopping: the request reached it before it stopped listening.
+            if any(b - 0.05 <= at <= e + 0.05 for b, e in stopping.get(backend, [])):
+                from_stopping += 1
+            else:
+                refused.append(f"{status} from {backend or 'no replica'} at +{at - started:.2f} s")
+        runs = {name: unit_runs(p.log) for name, p in inst.replicas.items()}
+        return RollingFigures(
+            changes=applied, lost=len(left), seconds_to_converge=round(converge_seconds, 2) if converge_seconds else None,
+            journal_left=await _journal_left(inst.store_url), overlaps=overlapping(runs), answers=len(answers),
+            refused=refused, from_stopping=from_stopping, problems=problems + left[:20],
+        )
