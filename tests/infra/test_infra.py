@@ -640,8 +640,62 @@ def test_bicep_env_vars_are_configuration_keys() -> None:
     env = {name: "x" for name in names if name != "REACTOR_CONFIG"}
     overrides = config._env_overrides(env)  # raises ConfigurationError on an unknown key
     assert sum(len(v) for v in overrides.values()) == len(env)
-    assert "value: 'sqlite:////var/lib/reactor/reactor.db'" in text
-    assert "mountPath: '/var/lib/reactor'" in text
+
+
+def _bicep_var(name: str) -> str:
+    m = re.search(rf"^var {name} = '([^'\n]*)'$", _bicep(), flags=re.M)
+    assert m, f"no var {name}"
+    return m.group(1)
+
+
+def test_bicep_store_is_postgresql_with_entra_authentication_and_no_password() -> None:
+    text = _bicep()
+    env = _bicep_env()
+    assert env["REACTOR_STORE_URL"] == "value: storeUrl"
+    assert env["REACTOR_STORE_ENTRA_AUTH"] == "value: 'true'"
+    assert env["REACTOR_STORE_LEASE_SECONDS"] == "value: string(storeLeaseSeconds)"
+    assert "REACTOR_STORE_PASSWORD" not in env
+    url = _bicep_var("storeUrl")
+    assert url.startswith("postgresql://${identity.name}@${postgres.properties.fullyQualifiedDomainName}:5432/")
+    assert url.endswith("?sslmode=require"), "Azure Database for PostgreSQL asks for TLS"
+    # What the replicas get, with Bicep's interpolations filled in, is a configuration the reactor accepts.
+    rendered = (url.replace("${identity.name}", "askcody-reactor-id")
+                .replace("${postgres.properties.fullyQualifiedDomainName}", "askcody-reactor-pg-x.postgres.database.azure.com")
+                .replace("${databaseName}", _bicep_var("databaseName")))
+    settings = config.from_mapping({}, {"REACTOR_STORE_URL": rendered, "REACTOR_STORE_ENTRA_AUTH": "true",
+                                        "REACTOR_STORE_LEASE_SECONDS": "15"})
+    config.validate(settings, require_remote=False)
+    assert settings.store.entra_auth and not settings.store.password
+    # The SQLite-on-SMB path is gone: no storage account, share, environment storage or mount.
+    for gone in ("Microsoft.Storage/", "managedEnvironments/storages", "AzureFile", "azureFile", "nobrl", "sqlite:",
+                 "/var/lib/reactor"):
+        assert gone not in text, gone
+    assert "administratorLoginPassword" not in text and "administratorLogin" not in text
+
+
+def test_bicep_postgresql_is_private_and_the_managed_identity_is_its_entra_administrator() -> None:
+    text = re.sub(r"(^|\s)//[^\n]*", r"\1", _bicep())
+    server = _bicep_block(text[text.index("resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@"):], "properties")
+    network = _bicep_block(server, "network")
+    assert "publicNetworkAccess: 'Disabled'" in network
+    assert "delegatedSubnetResourceId: '${vnet.id}/subnets/postgres'" in network
+    assert "privateDnsZoneArmResourceId: postgresDns.id" in network
+    auth = _bicep_block(server, "authConfig")
+    assert "activeDirectoryAuth: 'Enabled'" in auth and "passwordAuth: 'Disabled'" in auth
+    admin = text[text.index("resource postgresAdmin "):]
+    admin = admin[: admin.index("\n}\n")]
+    assert "name: identity.properties.principalId" in admin and "principalName: identity.name" in admin
+    assert "principalType: 'ServicePrincipal'" in admin
+    app = text[text.index("resource app 'Microsoft.App/containerApps@"):]
+    assert "'${identity.id}': {}" in _bicep_block(app, "identity"), "the app runs as that identity"
+    assert "postgresAdmin" in _bicep_block(app, "dependsOn"), "the role exists before a replica connects"
+    env = _bicep_env()
+    assert env.get("REACTOR_GRAPH_CLIENT_ID") and "AZURE_CLIENT_ID" in text, "DefaultAzureCredential picks that identity"
+    # The environment sits in the same network, in a subnet of its own.
+    vnet_config = _bicep_block(text, "vnetConfiguration")
+    assert "infrastructureSubnetId: '${vnet.id}/subnets/apps'" in vnet_config
+    delegations = re.findall(r"serviceName: '([\w./]+)'", _bicep_block(text, "subnets"))
+    assert delegations == ["Microsoft.App/environments", "Microsoft.DBforPostgreSQL/flexibleServers"]
 
 
 def test_bicep_is_balanced_and_has_what_the_brief_asks_for() -> None:
@@ -652,14 +706,21 @@ def test_bicep_is_balanced_and_has_what_the_brief_asks_for() -> None:
     for rtype in (
         "Microsoft.OperationalInsights/workspaces@",
         "Microsoft.App/managedEnvironments@",
-        "Microsoft.App/managedEnvironments/storages@",
         "Microsoft.App/containerApps@",
         "Microsoft.ManagedIdentity/userAssignedIdentities@",
-        "Microsoft.Storage/storageAccounts/fileServices/shares@",
         "Microsoft.Authorization/roleAssignments@",
+        "Microsoft.Network/virtualNetworks@",
+        "Microsoft.Network/privateDnsZones@",
+        "Microsoft.Network/privateDnsZones/virtualNetworkLinks@",
+        "Microsoft.DBforPostgreSQL/flexibleServers@",
+        "Microsoft.DBforPostgreSQL/flexibleServers/databases@",
+        "Microsoft.DBforPostgreSQL/flexibleServers/administrators@",
     ):
         assert f"'{rtype}" in text, rtype
-    assert re.search(r"minReplicas: 1\s+maxReplicas: 1", text)
+    scale = _bicep_block(text, "scale")
+    assert re.search(r"^\s*minReplicas: 2$", scale, flags=re.M), "two replicas at least"
+    assert re.search(r"^param maxReplicas int = \d+$", text, flags=re.M)
+    assert re.search(r"@minValue\(2\)\n(@\w+\(\d+\)\n)*param maxReplicas ", text)
     assert "keyVaultUrl:" in text
     for probe, path in (("Startup", "/healthz"), ("Liveness", "/healthz"), ("Readiness", "/readyz")):
         assert re.search(rf"type: '{probe}'\s+httpGet: {{\s+path: '{path}'\s+port: adminPort\s", text), probe
