@@ -30,7 +30,8 @@ import reactor.metrics as metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-K8S = INFRA / "kubernetes"
+K8S = INFRA / "kubernetes" / "base"
+SQLITE_OVERLAY = INFRA / "kubernetes" / "overlays" / "sqlite-single-node"
 MONITORING = INFRA / "monitoring"
 AZURE = INFRA / "azure"
 
@@ -305,7 +306,7 @@ def test_dashboard_is_well_formed() -> None:
 
 
 def _k8s() -> dict[str, dict[str, Any]]:
-    """Every manifest under infra/kubernetes as "Kind/name" -> the object, and as "Kind" -> the object
+    """Every manifest of the base (infra/kubernetes/base) as "Kind/name" -> the object, and as "Kind" -> the object
     for the kinds that have only one (the two Services are "Service/reactor" and "Service/reactor-admin")."""
     docs = [
         doc | {"_file": path.name}
@@ -353,12 +354,15 @@ def test_kustomization_lists_every_manifest_but_the_templates() -> None:
         assert "namespace" not in obj.get("metadata", {}), f"{obj['_file']} pins a namespace"
 
 
-def test_deployment_runs_one_hardened_replica() -> None:
+def test_deployment_runs_two_hardened_replicas_rolled_one_at_a_time() -> None:
     objs = _k8s()
     dep = objs["Deployment"]["spec"]
-    assert dep["replicas"] == 1
-    assert dep["strategy"]["type"] == "Recreate"
+    assert dep["replicas"] == 2
+    assert dep["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     pod = dep["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"].items() <= dep["template"]["metadata"]["labels"].items()
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["terminationGracePeriodSeconds"] >= 30
@@ -379,16 +383,14 @@ def test_deployment_runs_one_hardened_replica() -> None:
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    assert (
-        volumes[mounts["/var/lib/reactor"]]["persistentVolumeClaim"]["claimName"]
-        == objs["PersistentVolumeClaim"]["metadata"]["name"]
-    )
+    # PostgreSQL: no volume for the store, no claim in the base.
+    assert "/var/lib/reactor" not in mounts
+    assert not [v for v in volumes.values() if "persistentVolumeClaim" in v]
+    assert "PersistentVolumeClaim" not in {o["kind"] for o in objs.values()}
     config_vol = volumes[mounts["/etc/reactor"]]["configMap"]["name"]
     assert config_vol == objs["ConfigMap"]["metadata"]["name"]
     env = _env(c)
     assert env["REACTOR_CONFIG"]["value"] == "/etc/reactor/reactor.toml"
-    assert env["REACTOR_STORE_URL"]["value"].startswith("sqlite:////var/lib/reactor/")
-    assert config.sqlite_path(env["REACTOR_STORE_URL"]["value"]).startswith("/var/lib/reactor/")
     assert pod["serviceAccountName"] == objs["ServiceAccount"]["metadata"]["name"]
 
 
@@ -397,11 +399,14 @@ def test_deployment_secrets_come_from_the_secret_template() -> None:
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
     secret = objs["Secret"]
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in _env(c).items() if "secretKeyRef" in e.get("valueFrom", {})}
-    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET", "REACTOR_SERVER_ADMIN_TOKEN"}
+    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET", "REACTOR_SERVER_ADMIN_TOKEN",
+                         "REACTOR_STORE_URL", "REACTOR_STORE_PASSWORD"}
     for ref in refs.values():
         assert ref["name"] == secret["metadata"]["name"]
         assert ref["key"] in secret["stringData"]
     assert refs["REACTOR_GRAPH_CLIENT_SECRET"].get("optional") is True
+    assert refs["REACTOR_STORE_PASSWORD"].get("optional") is True, "absent with the password in the URL or Entra auth"
+    assert not refs["REACTOR_STORE_URL"].get("optional"), "the replicas share one PostgreSQL store"
     assert not refs["REACTOR_ASKCODY_TOKEN"].get("optional")
     # The admin listener binds the pod IP: without its token the reactor would not start.
     assert not refs["REACTOR_SERVER_ADMIN_TOKEN"].get("optional")
@@ -414,7 +419,11 @@ def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path)
     data = tomllib.loads(toml_text)
     assert "token" not in data.get("askcody", {}) and "client_secret" not in data.get("graph", {}), "secret in ConfigMap"
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
-    env = {name: e.get("value", f"placeholder-for-{name}") for name, e in _env(c).items()}
+    secret = objs["Secret"]["stringData"]
+    env = {
+        name: e["value"] if "value" in e else secret.get(e["valueFrom"]["secretKeyRef"]["key"], f"placeholder-for-{name}")
+        for name, e in _env(c).items()
+    }
     path = tmp_path / "reactor.toml"
     path.write_text(toml_text)
     env["REACTOR_CONFIG"] = str(path)
@@ -423,11 +432,59 @@ def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path)
     assert settings.server.port == PUBLIC_PORT
     assert settings.server.admin_host == "0.0.0.0", "the kubelet and Prometheus reach the admin listener on the pod IP"
     assert settings.server.admin_port == ADMIN_PORT
-    assert settings.server.admin_token.reveal() == "placeholder-for-REACTOR_SERVER_ADMIN_TOKEN"
+    assert settings.server.admin_token.reveal() == secret["REACTOR_SERVER_ADMIN_TOKEN"]
     assert settings.server.public_url.startswith("https://")
-    assert settings.store.sqlite_path == "/var/lib/reactor/reactor.db"
+    assert settings.store.url.startswith("postgresql://") and settings.store.password
+    assert ":" not in settings.store.url.split("//", 1)[1].split("@", 1)[0], "the password is apart, not in the URL"
     assert settings.askcody.token and settings.graph.client_secret
     assert settings.groups
+
+
+def test_a_pod_disruption_budget_keeps_one_replica_through_drains() -> None:
+    objs = _k8s()
+    pdb = objs["PodDisruptionBudget"]
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {"minAvailable": 1, "selector": pdb["spec"]["selector"]}
+    dep = objs["Deployment"]["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["selector"]["matchLabels"]
+    assert pdb["spec"]["minAvailable"] < dep["replicas"], "a drain can still move one replica"
+
+
+def _overlay() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The overlay's kustomization, and the objects of its files as "Kind" -> the object."""
+    kust = yaml.safe_load((SQLITE_OVERLAY / "kustomization.yaml").read_text())
+    objs = {}
+    for path in sorted(SQLITE_OVERLAY.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            doc = yaml.safe_load(path.read_text())
+            objs[doc["kind"]] = doc | {"_file": path.name}
+    return kust, objs
+
+
+def test_the_sqlite_overlay_runs_one_replica_recreated_on_a_volume_without_the_budget() -> None:
+    kust, objs = _overlay()
+    assert kust["resources"] == ["../../base", "persistentvolumeclaim.yaml"]
+    assert "namespace" not in kust
+    pvc = objs["PersistentVolumeClaim"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    patched = [p["path"] for p in kust["patches"] if "path" in p]
+    assert patched == [objs["Deployment"]["_file"]]
+    dep = objs["Deployment"]["spec"]
+    assert dep["replicas"] == 1
+    assert dep["strategy"] == {"type": "Recreate", "rollingUpdate": None}, "Recreate, and the base's rollingUpdate removed"
+    (c,) = dep["template"]["spec"]["containers"]
+    assert c["name"] == _k8s()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["name"], "patches the base's container"
+    env = _env(c)
+    assert env["REACTOR_STORE_URL"] == {"name": "REACTOR_STORE_URL", "value": "sqlite:////var/lib/reactor/reactor.db",
+                                        "valueFrom": None}
+    assert config.sqlite_path(env["REACTOR_STORE_URL"]["value"]) == "/var/lib/reactor/reactor.db"
+    assert env["REACTOR_STORE_PASSWORD"].get("$patch") == "delete"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in dep["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/var/lib/reactor"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    deleted = [yaml.safe_load(p["patch"]) for p in kust["patches"] if "patch" in p]
+    assert deleted == [{"$patch": "delete", "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": _k8s()["PodDisruptionBudget"]["metadata"]["name"]}}]
 
 
 def test_service_ingress_networkpolicy_and_servicemonitor_reach_the_pod() -> None:
