@@ -92,6 +92,7 @@ class StoreSettings:
     password: Secret = field(default_factory=lambda: Secret(""))
     lease_seconds: float = 15.0
     audit_retention_days: int = 90
+    entra_auth: bool = False
 
     @property
     def sqlite_path(self) -> str:
@@ -102,7 +103,8 @@ class StoreSettings:
         # A password may be written in the URL: never show it, whoever prints the settings.
         return (
             f"StoreSettings(url={redact_url(self.url)!r}, password={self.password!r}, "
-            f"lease_seconds={self.lease_seconds!r}, audit_retention_days={self.audit_retention_days!r})"
+            f"lease_seconds={self.lease_seconds!r}, audit_retention_days={self.audit_retention_days!r}, "
+            f"entra_auth={self.entra_auth!r})"
         )
 
 
@@ -309,6 +311,28 @@ def _check_guid(name: str, value: str) -> None:
         raise ConfigurationError(f"{name} is not a GUID in the 8-4-4-4-12 form: {value!r}")
 
 
+def _check_entra_auth(store: StoreSettings) -> None:
+    """``store.entra_auth``: the password of every connection is an access token of the identity, so
+    the store must be PostgreSQL, name the Entra role as its user, and carry no password of its own."""
+    if not store.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            "store.entra_auth needs a postgresql:// store.url (Microsoft Entra authentication is for Azure Database "
+            "for PostgreSQL, not SQLite)"
+        )
+    parts = urlsplit(store.url)
+    if store.password or parts.password:
+        where = "store.password" if store.password else "the password in store.url"
+        raise ConfigurationError(
+            f"store.entra_auth and {where} are both set: with Entra authentication the password is the managed "
+            "identity's access token; remove the password"
+        )
+    if not parts.username:
+        raise ConfigurationError(
+            "store.url names no user: with store.entra_auth it is the PostgreSQL role of the managed identity "
+            "(postgresql://<identity name>@<server>.postgres.database.azure.com:5432/<database>?sslmode=require)"
+        )
+
+
 def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
     """Check every value; with ``require_remote`` also that Graph and AskCody are fully configured."""
     s = settings
@@ -370,6 +394,8 @@ def validate(settings: Settings, *, require_remote: bool = True) -> Settings:
         raise ConfigurationError("askcody.timeout_seconds must be greater than 0")
     if not s.store.url.startswith(("postgresql://", "postgres://")):
         sqlite_path(s.store.url)
+    if s.store.entra_auth:
+        _check_entra_auth(s.store)
     if not s.store.lease_seconds > 0:
         raise ConfigurationError("store.lease_seconds must be greater than 0")
     if s.store.audit_retention_days < 1:

@@ -13,6 +13,9 @@ from reactor.config import ConfigurationError, Secret, load
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 GROUP = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+PG_URL = "postgresql://askcody-reactor-id@askcody-reactor-pg.postgres.database.azure.com:5432/reactor?sslmode=require"
+PG_URL_WITH_PASSWORD = PG_URL.replace("@", ":pg-secret-xyz@")
+PG_URL_WITHOUT_USER = PG_URL.replace("askcody-reactor-id@", "")
 GOOD = f"""
 [server]
 port = 9000
@@ -84,6 +87,14 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
          "server.admin_token is required when server.admin_host is not loopback"),
         (("[server]", '[server]\nadmin_host = "10.0.4.7"\nadmin_token = ""'),
          "server.admin_token is required when server.admin_host is not loopback"),
+        (("[server]", '[store]\nentra_auth = true\n\n[server]'), "store.entra_auth needs a postgresql:// store.url"),
+        (("[server]", f'[store]\nentra_auth = true\nurl = "{PG_URL}"\npassword = "pg-secret-xyz"\n\n[server]'),
+         "store.entra_auth and store.password are both set"),
+        (("[server]", f'[store]\nentra_auth = true\nurl = "{PG_URL_WITH_PASSWORD}"\n\n[server]'),
+         "store.entra_auth and the password in store.url are both set"),
+        (("[server]", f'[store]\nentra_auth = true\nurl = "{PG_URL_WITHOUT_USER}"\n\n[server]'),
+         "store.url names no user: with store.entra_auth"),
+        (("[server]", '[store]\nentra_auth = "maybe"\n\n[server]'), "store.entra_auth must be true or false"),
     ],
 )
 def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -95,6 +106,7 @@ def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tupl
     assert r.stderr.count("\n") == 1 and message.split(" ")[0] in r.stderr
     assert "askcody-token-value-xyz" not in r.stderr + r.stdout
     assert "graph-secret-value-xyz" not in r.stderr + r.stdout
+    assert "pg-secret-xyz" not in r.stderr + r.stdout
 
 
 def test_unknown_environment_key_is_refused(tmp_path: Path) -> None:
@@ -181,3 +193,14 @@ def test_settings_never_show_a_store_password_written_in_the_url() -> None:
     store = StoreSettings(url="postgresql://reactor:s3cr3t-pw@db.internal:5432/reactor?sslmode=require")
     for text in (repr(store), str(store), repr(Settings(store=store))):
         assert "s3cr3t-pw" not in text and "db.internal" in text, text
+
+
+def test_check_config_shows_entra_authentication_to_postgresql(tmp_path: Path) -> None:
+    r = run("check-config", "--config", str(write(tmp_path, GOOD)),
+            env={"PATH": "/usr/bin:/bin", "REACTOR_STORE_URL": PG_URL, "REACTOR_STORE_ENTRA_AUTH": "true"})
+    assert r.returncode == 0, r.stderr
+    store = orjson.loads(r.stdout)["store"]
+    assert store["entra_auth"] is True and store["password"] == ""
+    assert store["url"] == "postgresql://***@askcody-reactor-pg.postgres.database.azure.com:5432/reactor?***"
+    assert orjson.loads(run("check-config", "--config", str(write(tmp_path, GOOD)),
+                            env={"PATH": "/usr/bin:/bin"}).stdout)["store"]["entra_auth"] is False

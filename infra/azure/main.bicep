@@ -2,10 +2,15 @@
 //
 //   az deployment group create -g <resource-group> -f infra/azure/main.bicep -p @infra/azure/main.parameters.json
 //
-// What it creates: a Log Analytics workspace, a Container Apps environment that logs to it, a
-// user-assigned managed identity, a storage account with an Azure Files share for the SQLite store
-// (/var/lib/reactor), the role assignment that lets the identity read the Key Vault secrets, and the
-// container app itself (exactly one replica). Two listeners: the public one, port 8080 (the webhooks and
+// What it creates: a Log Analytics workspace, a virtual network with two delegated subnets, a Container
+// Apps environment in one of them that logs to the workspace, a user-assigned managed identity, an Azure
+// Database for PostgreSQL Flexible Server in the other (private access only: no public endpoint, a
+// private DNS zone linked to the network) with Microsoft Entra authentication only and the managed
+// identity as its Entra administrator (no database password anywhere: the password of the reactor for each
+// connection is an access token of the identity, store.entra_auth), the role assignment that lets the
+// identity read the Key Vault secrets, and the container app itself (at least two replicas on the one
+// database: every replica takes notifications, one at a time leads renewal, lifecycle and reconcile, and
+// another takes over within store.lease_seconds when it dies). Two listeners: the public one, port 8080 (the webhooks and
 // /healthz), is the only one behind the external HTTPS ingress; the admin one, port 9090 (status page,
 // /status.json, /metrics, /readyz, /healthz), is mapped with external: false, so only apps in the same
 // Container Apps environment (a Prometheus, a jump container) reach it, never the internet. The probes go
@@ -81,11 +86,65 @@ param reconcileIntervalSeconds int = 900
 @description('Log retention in days.')
 param logRetentionDays int = 30
 
+@description('Most replicas of the container app (scaled on HTTP load); at least two run at all times.')
+@minValue(2)
+@maxValue(10)
+param maxReplicas int = 4
+
+@description('Seconds a replica holds the leader lease (store.lease_seconds): a survivor leads within that after the leader dies.')
+@minValue(5)
+param storeLeaseSeconds int = 15
+
+@description('Address space of the virtual network of the environment and the database.')
+param vnetAddressPrefix string = '10.42.0.0/16'
+
+@description('Subnet of the Container Apps environment (delegated to Microsoft.App/environments; /27 or larger).')
+param appsSubnetPrefix string = '10.42.0.0/23'
+
+@description('Subnet of the PostgreSQL server (delegated to Microsoft.DBforPostgreSQL/flexibleServers).')
+param postgresSubnetPrefix string = '10.42.2.0/24'
+
+@description('PostgreSQL compute: SKU name (e.g. Standard_B1ms, Standard_D2ds_v5).')
+param postgresSkuName string = 'Standard_B1ms'
+
+@allowed([
+  'Burstable'
+  'GeneralPurpose'
+  'MemoryOptimized'
+])
+@description('PostgreSQL compute tier of that SKU.')
+param postgresTier string = 'Burstable'
+
+@description('PostgreSQL major version.')
+param postgresVersion string = '16'
+
+@description('PostgreSQL storage in GiB.')
+param postgresStorageGb int = 32
+
+@allowed([
+  'Disabled'
+  'SameZone'
+  'ZoneRedundant'
+])
+@description('PostgreSQL high availability: a standby that takes over when the primary fails (not on Burstable).')
+param postgresHighAvailability string = 'Disabled'
+
+@description('Object id of an Entra group of operators made PostgreSQL administrators too (psql, the CLI verbs from a jump box); empty: none.')
+param postgresOperatorGroupId string = ''
+
+@description('Display name of that group (its PostgreSQL role name).')
+param postgresOperatorGroupName string = ''
+
+@description('Days of PostgreSQL point-in-time backups.')
+@minValue(7)
+@maxValue(35)
+param postgresBackupRetentionDays int = 7
+
 // The admin listener's port: internal to the environment only (see the ingress below).
 var adminPort = 9090
 
-var storageAccountName = take('st${toLower(replace(name, '-', ''))}${uniqueString(resourceGroup().id)}', 24)
-var shareName = 'reactor-store'
+var postgresServerName = '${name}-pg-${uniqueString(resourceGroup().id)}'
+var databaseName = 'reactor'
 var useManagedIdentityForGraph = empty(graphClientId)
 
 // reactor.toml: only what environment variables cannot carry (the [[groups]] tables and the attributes);
@@ -126,30 +185,138 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
-  name: storageAccountName
+resource vnet 'Microsoft.Network/virtualNetworks@2023-09-01' = {
+  name: '${name}-vnet'
   location: location
-  kind: 'StorageV2'
+  properties: {
+    addressSpace: {
+      addressPrefixes: [
+        vnetAddressPrefix
+      ]
+    }
+    subnets: [
+      {
+        name: 'apps'
+        properties: {
+          addressPrefix: appsSubnetPrefix
+          delegations: [
+            {
+              name: 'apps'
+              properties: {
+                serviceName: 'Microsoft.App/environments'
+              }
+            }
+          ]
+        }
+      }
+      {
+        name: 'postgres'
+        properties: {
+          addressPrefix: postgresSubnetPrefix
+          delegations: [
+            {
+              name: 'postgres'
+              properties: {
+                serviceName: 'Microsoft.DBforPostgreSQL/flexibleServers'
+              }
+            }
+          ]
+        }
+      }
+    ]
+  }
+}
+
+// The name of the server resolves to its private address in the network (private access: no public endpoint).
+resource postgresDns 'Microsoft.Network/privateDnsZones@2020-06-01' = {
+  name: '${postgresServerName}.private.postgres.database.azure.com'
+  location: 'global'
+}
+
+resource postgresDnsLink 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {
+  parent: postgresDns
+  name: '${name}-vnet'
+  location: 'global'
+  properties: {
+    registrationEnabled: false
+    virtualNetwork: {
+      id: vnet.id
+    }
+  }
+}
+
+resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@2023-06-01-preview' = {
+  name: postgresServerName
+  location: location
   sku: {
-    name: 'Standard_LRS'
+    name: postgresSkuName
+    tier: postgresTier
   }
+  dependsOn: [
+    postgresDnsLink
+  ]
   properties: {
-    minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-    allowBlobPublicAccess: false
+    version: postgresVersion
+    storage: {
+      storageSizeGB: postgresStorageGb
+      autoGrow: 'Enabled'
+    }
+    backup: {
+      backupRetentionDays: postgresBackupRetentionDays
+      geoRedundantBackup: 'Disabled'
+    }
+    highAvailability: {
+      mode: postgresHighAvailability
+    }
+    network: {
+      delegatedSubnetResourceId: '${vnet.id}/subnets/postgres'
+      privateDnsZoneArmResourceId: postgresDns.id
+      publicNetworkAccess: 'Disabled'
+    }
+    // Microsoft Entra only: no administrator login, no password to keep or rotate.
+    authConfig: {
+      activeDirectoryAuth: 'Enabled'
+      passwordAuth: 'Disabled'
+      tenantId: subscription().tenantId
+    }
   }
 }
 
-resource fileService 'Microsoft.Storage/storageAccounts/fileServices@2023-01-01' = {
-  parent: storage
-  name: 'default'
+resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2023-06-01-preview' = {
+  parent: postgres
+  name: databaseName
+  properties: {
+    charset: 'UTF8'
+    collation: 'en_US.utf8'
+  }
 }
 
-resource share 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-01-01' = {
-  parent: fileService
-  name: shareName
+// The managed identity is the Entra administrator of the server: its PostgreSQL role is named
+// after it and creates the schema at the first start (under an advisory lock).
+resource postgresAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2023-06-01-preview' = {
+  parent: postgres
+  name: identity.properties.principalId
+  // One change at a time on the server.
+  dependsOn: [
+    database
+  ]
   properties: {
-    shareQuota: 5
+    principalType: 'ServicePrincipal'
+    principalName: identity.name
+    tenantId: subscription().tenantId
+  }
+}
+
+resource postgresOperators 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2023-06-01-preview' = if (!empty(postgresOperatorGroupId)) {
+  parent: postgres
+  name: empty(postgresOperatorGroupId) ? 'none' : postgresOperatorGroupId
+  dependsOn: [
+    postgresAdmin
+  ]
+  properties: {
+    principalType: 'Group'
+    principalName: postgresOperatorGroupName
+    tenantId: subscription().tenantId
   }
 }
 
@@ -157,6 +324,17 @@ resource containerEnv 'Microsoft.App/managedEnvironments@2024-03-01' = {
   name: '${name}-env'
   location: location
   properties: {
+    // In the network of the database; the webhooks are still reached over the external ingress.
+    vnetConfiguration: {
+      infrastructureSubnetId: '${vnet.id}/subnets/apps'
+      internal: false
+    }
+    workloadProfiles: [
+      {
+        name: 'Consumption'
+        workloadProfileType: 'Consumption'
+      }
+    ]
     appLogsConfiguration: {
       destination: 'log-analytics'
       logAnalyticsConfiguration: {
@@ -167,21 +345,10 @@ resource containerEnv 'Microsoft.App/managedEnvironments@2024-03-01' = {
   }
 }
 
-resource environmentStorage 'Microsoft.App/managedEnvironments/storages@2024-03-01' = {
-  parent: containerEnv
-  name: 'reactorstore'
-  properties: {
-    azureFile: {
-      accountName: storage.name
-      accountKey: storage.listKeys().keys[0].value
-      shareName: share.name
-      accessMode: 'ReadWrite'
-    }
-  }
-}
-
 var appName = '${name}-app'
 var effectivePublicUrl = empty(publicUrl) ? 'https://${appName}.${containerEnv.properties.defaultDomain}' : publicUrl
+// The user is the PostgreSQL role of the identity; no password: store.entra_auth gives an access token instead.
+var storeUrl = 'postgresql://${identity.name}@${postgres.properties.fullyQualifiedDomainName}:5432/${databaseName}?sslmode=require'
 
 var baseSecrets = [
   {
@@ -242,7 +409,16 @@ var baseEnv = [
   }
   {
     name: 'REACTOR_STORE_URL'
-    value: 'sqlite:////var/lib/reactor/reactor.db'
+    value: storeUrl
+  }
+  {
+    // The password of each new connection: an access token of the managed identity (AZURE_CLIENT_ID).
+    name: 'REACTOR_STORE_ENTRA_AUTH'
+    value: 'true'
+  }
+  {
+    name: 'REACTOR_STORE_LEASE_SECONDS'
+    value: string(storeLeaseSeconds)
   }
   {
     name: 'REACTOR_GRAPH_TENANT_ID'
@@ -298,10 +474,15 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
   dependsOn: [
     // The Key Vault references are resolved with the identity when the revision starts.
     secretsUser
+    // The role of the identity must exist in PostgreSQL before a replica connects.
+    postgresAdmin
+    database
   ]
   properties: {
     managedEnvironmentId: containerEnv.id
     configuration: {
+      // On update the new revision starts beside the old one and takes the traffic once ready: both on
+      // the same database, as the replicas are anyway.
       activeRevisionsMode: 'Single'
       // The internet reaches the public listener (8080) only. The admin listener is an additional port
       // that is not external: reachable as <app name>:9090 from the same environment, not from outside.
@@ -380,30 +561,18 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
           ]
           volumeMounts: [
             {
-              volumeName: 'store'
-              mountPath: '/var/lib/reactor'
-            }
-            {
               volumeName: 'config'
               mountPath: '/etc/reactor'
             }
           ]
         }
       ]
-      // Exactly one replica: the SQLite store has one writer. Single revision mode replaces it on update.
+      // Two replicas at least, so that losing one (a crash, a platform move, an update) leaves one serving.
       scale: {
-        minReplicas: 1
-        maxReplicas: 1
+        minReplicas: 2
+        maxReplicas: maxReplicas
       }
       volumes: [
-        {
-          name: 'store'
-          storageType: 'AzureFile'
-          storageName: environmentStorage.name
-          // SMB: files owned by the image's user (10001); nobrl because SQLite's byte-range locks are not
-          // reliable over SMB (safe with the single writer this app has).
-          mountOptions: 'uid=10001,gid=10001,dir_mode=0750,file_mode=0640,nobrl,mfsymlinks,cache=strict'
-        }
         {
           name: 'config'
           storageType: 'Secret'
@@ -433,3 +602,9 @@ output identityPrincipalId string = identity.properties.principalId
 
 @description('Client id of the managed identity.')
 output identityClientId string = identity.properties.clientId
+
+@description('Host name of the PostgreSQL server (resolvable inside the virtual network only).')
+output postgresFqdn string = postgres.properties.fullyQualifiedDomainName
+
+@description('store.url of the replicas (no password in it: Entra authentication with the managed identity).')
+output storeUrl string = storeUrl

@@ -9,8 +9,10 @@ At ``open()`` the schema is created or migrated inside a transaction holding
 ``pg_advisory_xact_lock``: processes opening the same database at once take turns, and the second
 finds the schema the first made. ``schema_version`` records each migration applied.
 
-The password (in the URL or given apart) never appears in an error message or a log line: errors
-name ``user@host:port/database``. The queries are in :mod:`reactor.store.postgres`.
+The password (in the URL, given apart, or an Entra access token that
+:class:`~reactor.store.entra_token.EntraTokenPassword` gives each new connection) never appears in an
+error message or a log line: errors name ``user@host:port/database``. The queries are in
+:mod:`reactor.store.postgres`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from reactor.errors import StoreError
 from reactor.metrics import JOURNAL_WRITE_SECONDS
 from reactor.secret import Secret
 from reactor.store.base import JournalItem, new_replica_id
+from reactor.store.entra_token import EntraTokenPassword
 
 T = TypeVar("T")
 
@@ -38,14 +41,17 @@ _INSERT_JOURNAL = (
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bytea[]) AS t(k, o, s, c, r, p)"
     " RETURNING seq"
 )
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# InternalClientError: a connection the server ended (pg_terminate_backend, a failover) can surface as
+# "cannot switch to state" from asyncpg instead of an InterfaceError.
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, asyncio.TimeoutError)
 
 
 class PostgresWriter:
     """A pool on one PostgreSQL database (``postgresql://user@host:port/db``), the schema migrated at
     :meth:`open`, and the journal's group-commit writer. ``password`` (``store.password``), when
-    given, is used instead of a password in the URL. :class:`~reactor.store.postgres.PostgresStore`
-    puts the queries on top."""
+    given, is used instead of a password in the URL; an :class:`EntraTokenPassword` gives an access
+    token for every new connection instead (``store.entra_auth``).
+    :class:`~reactor.store.postgres.PostgresStore` puts the queries on top."""
 
     shared = True
     """Several processes may use one PostgreSQL database at once (replicas)."""
@@ -57,7 +63,7 @@ class PostgresWriter:
         self,
         url: str,
         *,
-        password: Secret | str = "",
+        password: Secret | str | EntraTokenPassword = "",
         min_connections: int = 1,
         max_connections: int = 10,
         connect_timeout: float = 10.0,
@@ -66,7 +72,12 @@ class PostgresWriter:
     ) -> None:
         parts = urlsplit(url)
         self.replica_id = replica_id or new_replica_id()
-        given = password.reveal() if isinstance(password, Secret) else password
+        self._token: EntraTokenPassword | None = None
+        given = ""
+        if isinstance(password, EntraTokenPassword):
+            self._token = password
+        else:
+            given = password.reveal() if isinstance(password, Secret) else password
         self._password = Secret(given or unquote(parts.password or ""))
         self._dsn = _without_password(url)
         self.target = _target(parts)
@@ -91,7 +102,7 @@ class PostgresWriter:
         try:
             pool = await asyncpg.create_pool(
                 dsn=self._dsn,
-                password=self._password.reveal() or None,
+                password=self._token or self._password.reveal() or None,
                 min_size=self.min_connections,
                 max_size=self.max_connections,
                 timeout=self.connect_timeout,
@@ -99,6 +110,8 @@ class PostgresWriter:
             )
         except (*_DB_ERRORS, ValueError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {self.target}: {self._reason(exc)}") from None
+        except StoreError as exc:  # no access token for the first connections
+            raise StoreError(f"cannot connect to PostgreSQL at {self.target}: {exc}") from None
         try:
             async with pool.acquire() as conn:
                 await _migrate(conn, self.migrations)
@@ -138,8 +151,10 @@ class PostgresWriter:
             text = f"{exc.sqlstate} {exc}" if getattr(exc, "sqlstate", None) else str(exc)
         else:
             text = str(exc) or type(exc).__name__
-        secret = self._password.reveal()
-        return text.replace(secret, "<redacted>") if secret else text
+        for secret in (self._password.reveal(), self._token.current.reveal() if self._token else ""):
+            if secret:
+                text = text.replace(secret, "<redacted>")
+        return text
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         """``fn(connection)`` on a pooled connection; every database failure as a :class:`StoreError`."""

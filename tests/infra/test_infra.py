@@ -30,7 +30,8 @@ import reactor.metrics as metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-K8S = INFRA / "kubernetes"
+K8S = INFRA / "kubernetes" / "base"
+SQLITE_OVERLAY = INFRA / "kubernetes" / "overlays" / "sqlite-single-node"
 MONITORING = INFRA / "monitoring"
 AZURE = INFRA / "azure"
 
@@ -305,7 +306,7 @@ def test_dashboard_is_well_formed() -> None:
 
 
 def _k8s() -> dict[str, dict[str, Any]]:
-    """Every manifest under infra/kubernetes as "Kind/name" -> the object, and as "Kind" -> the object
+    """Every manifest of the base (infra/kubernetes/base) as "Kind/name" -> the object, and as "Kind" -> the object
     for the kinds that have only one (the two Services are "Service/reactor" and "Service/reactor-admin")."""
     docs = [
         doc | {"_file": path.name}
@@ -353,12 +354,15 @@ def test_kustomization_lists_every_manifest_but_the_templates() -> None:
         assert "namespace" not in obj.get("metadata", {}), f"{obj['_file']} pins a namespace"
 
 
-def test_deployment_runs_one_hardened_replica() -> None:
+def test_deployment_runs_two_hardened_replicas_rolled_one_at_a_time() -> None:
     objs = _k8s()
     dep = objs["Deployment"]["spec"]
-    assert dep["replicas"] == 1
-    assert dep["strategy"]["type"] == "Recreate"
+    assert dep["replicas"] == 2
+    assert dep["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     pod = dep["template"]["spec"]
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"].items() <= dep["template"]["metadata"]["labels"].items()
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["terminationGracePeriodSeconds"] >= 30
@@ -379,16 +383,14 @@ def test_deployment_runs_one_hardened_replica() -> None:
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    assert (
-        volumes[mounts["/var/lib/reactor"]]["persistentVolumeClaim"]["claimName"]
-        == objs["PersistentVolumeClaim"]["metadata"]["name"]
-    )
+    # PostgreSQL: no volume for the store, no claim in the base.
+    assert "/var/lib/reactor" not in mounts
+    assert not [v for v in volumes.values() if "persistentVolumeClaim" in v]
+    assert "PersistentVolumeClaim" not in {o["kind"] for o in objs.values()}
     config_vol = volumes[mounts["/etc/reactor"]]["configMap"]["name"]
     assert config_vol == objs["ConfigMap"]["metadata"]["name"]
     env = _env(c)
     assert env["REACTOR_CONFIG"]["value"] == "/etc/reactor/reactor.toml"
-    assert env["REACTOR_STORE_URL"]["value"].startswith("sqlite:////var/lib/reactor/")
-    assert config.sqlite_path(env["REACTOR_STORE_URL"]["value"]).startswith("/var/lib/reactor/")
     assert pod["serviceAccountName"] == objs["ServiceAccount"]["metadata"]["name"]
 
 
@@ -397,11 +399,14 @@ def test_deployment_secrets_come_from_the_secret_template() -> None:
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
     secret = objs["Secret"]
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in _env(c).items() if "secretKeyRef" in e.get("valueFrom", {})}
-    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET", "REACTOR_SERVER_ADMIN_TOKEN"}
+    assert set(refs) == {"REACTOR_ASKCODY_TOKEN", "REACTOR_GRAPH_CLIENT_SECRET", "REACTOR_SERVER_ADMIN_TOKEN",
+                         "REACTOR_STORE_URL", "REACTOR_STORE_PASSWORD"}
     for ref in refs.values():
         assert ref["name"] == secret["metadata"]["name"]
         assert ref["key"] in secret["stringData"]
     assert refs["REACTOR_GRAPH_CLIENT_SECRET"].get("optional") is True
+    assert refs["REACTOR_STORE_PASSWORD"].get("optional") is True, "absent with the password in the URL or Entra auth"
+    assert not refs["REACTOR_STORE_URL"].get("optional"), "the replicas share one PostgreSQL store"
     assert not refs["REACTOR_ASKCODY_TOKEN"].get("optional")
     # The admin listener binds the pod IP: without its token the reactor would not start.
     assert not refs["REACTOR_SERVER_ADMIN_TOKEN"].get("optional")
@@ -414,7 +419,11 @@ def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path)
     data = tomllib.loads(toml_text)
     assert "token" not in data.get("askcody", {}) and "client_secret" not in data.get("graph", {}), "secret in ConfigMap"
     (c,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
-    env = {name: e.get("value", f"placeholder-for-{name}") for name, e in _env(c).items()}
+    secret = objs["Secret"]["stringData"]
+    env = {
+        name: e["value"] if "value" in e else secret.get(e["valueFrom"]["secretKeyRef"]["key"], f"placeholder-for-{name}")
+        for name, e in _env(c).items()
+    }
     path = tmp_path / "reactor.toml"
     path.write_text(toml_text)
     env["REACTOR_CONFIG"] = str(path)
@@ -423,11 +432,59 @@ def test_configmap_and_deployment_env_make_a_valid_configuration(tmp_path: Path)
     assert settings.server.port == PUBLIC_PORT
     assert settings.server.admin_host == "0.0.0.0", "the kubelet and Prometheus reach the admin listener on the pod IP"
     assert settings.server.admin_port == ADMIN_PORT
-    assert settings.server.admin_token.reveal() == "placeholder-for-REACTOR_SERVER_ADMIN_TOKEN"
+    assert settings.server.admin_token.reveal() == secret["REACTOR_SERVER_ADMIN_TOKEN"]
     assert settings.server.public_url.startswith("https://")
-    assert settings.store.sqlite_path == "/var/lib/reactor/reactor.db"
+    assert settings.store.url.startswith("postgresql://") and settings.store.password
+    assert ":" not in settings.store.url.split("//", 1)[1].split("@", 1)[0], "the password is apart, not in the URL"
     assert settings.askcody.token and settings.graph.client_secret
     assert settings.groups
+
+
+def test_a_pod_disruption_budget_keeps_one_replica_through_drains() -> None:
+    objs = _k8s()
+    pdb = objs["PodDisruptionBudget"]
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"] == {"minAvailable": 1, "selector": pdb["spec"]["selector"]}
+    dep = objs["Deployment"]["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["selector"]["matchLabels"]
+    assert pdb["spec"]["minAvailable"] < dep["replicas"], "a drain can still move one replica"
+
+
+def _overlay() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The overlay's kustomization, and the objects of its files as "Kind" -> the object."""
+    kust = yaml.safe_load((SQLITE_OVERLAY / "kustomization.yaml").read_text())
+    objs = {}
+    for path in sorted(SQLITE_OVERLAY.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            doc = yaml.safe_load(path.read_text())
+            objs[doc["kind"]] = doc | {"_file": path.name}
+    return kust, objs
+
+
+def test_the_sqlite_overlay_runs_one_replica_recreated_on_a_volume_without_the_budget() -> None:
+    kust, objs = _overlay()
+    assert kust["resources"] == ["../../base", "persistentvolumeclaim.yaml"]
+    assert "namespace" not in kust
+    pvc = objs["PersistentVolumeClaim"]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    patched = [p["path"] for p in kust["patches"] if "path" in p]
+    assert patched == [objs["Deployment"]["_file"]]
+    dep = objs["Deployment"]["spec"]
+    assert dep["replicas"] == 1
+    assert dep["strategy"] == {"type": "Recreate", "rollingUpdate": None}, "Recreate, and the base's rollingUpdate removed"
+    (c,) = dep["template"]["spec"]["containers"]
+    assert c["name"] == _k8s()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["name"], "patches the base's container"
+    env = _env(c)
+    assert env["REACTOR_STORE_URL"] == {"name": "REACTOR_STORE_URL", "value": "sqlite:////var/lib/reactor/reactor.db",
+                                        "valueFrom": None}
+    assert config.sqlite_path(env["REACTOR_STORE_URL"]["value"]) == "/var/lib/reactor/reactor.db"
+    assert env["REACTOR_STORE_PASSWORD"].get("$patch") == "delete"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in dep["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/var/lib/reactor"]]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    deleted = [yaml.safe_load(p["patch"]) for p in kust["patches"] if "patch" in p]
+    assert deleted == [{"$patch": "delete", "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": {"name": _k8s()["PodDisruptionBudget"]["metadata"]["name"]}}]
 
 
 def test_service_ingress_networkpolicy_and_servicemonitor_reach_the_pod() -> None:
@@ -640,8 +697,62 @@ def test_bicep_env_vars_are_configuration_keys() -> None:
     env = {name: "x" for name in names if name != "REACTOR_CONFIG"}
     overrides = config._env_overrides(env)  # raises ConfigurationError on an unknown key
     assert sum(len(v) for v in overrides.values()) == len(env)
-    assert "value: 'sqlite:////var/lib/reactor/reactor.db'" in text
-    assert "mountPath: '/var/lib/reactor'" in text
+
+
+def _bicep_var(name: str) -> str:
+    m = re.search(rf"^var {name} = '([^'\n]*)'$", _bicep(), flags=re.M)
+    assert m, f"no var {name}"
+    return m.group(1)
+
+
+def test_bicep_store_is_postgresql_with_entra_authentication_and_no_password() -> None:
+    text = _bicep()
+    env = _bicep_env()
+    assert env["REACTOR_STORE_URL"] == "value: storeUrl"
+    assert env["REACTOR_STORE_ENTRA_AUTH"] == "value: 'true'"
+    assert env["REACTOR_STORE_LEASE_SECONDS"] == "value: string(storeLeaseSeconds)"
+    assert "REACTOR_STORE_PASSWORD" not in env
+    url = _bicep_var("storeUrl")
+    assert url.startswith("postgresql://${identity.name}@${postgres.properties.fullyQualifiedDomainName}:5432/")
+    assert url.endswith("?sslmode=require"), "Azure Database for PostgreSQL asks for TLS"
+    # What the replicas get, with Bicep's interpolations filled in, is a configuration the reactor accepts.
+    rendered = (url.replace("${identity.name}", "askcody-reactor-id")
+                .replace("${postgres.properties.fullyQualifiedDomainName}", "askcody-reactor-pg-x.postgres.database.azure.com")
+                .replace("${databaseName}", _bicep_var("databaseName")))
+    settings = config.from_mapping({}, {"REACTOR_STORE_URL": rendered, "REACTOR_STORE_ENTRA_AUTH": "true",
+                                        "REACTOR_STORE_LEASE_SECONDS": "15"})
+    config.validate(settings, require_remote=False)
+    assert settings.store.entra_auth and not settings.store.password
+    # The SQLite-on-SMB path is gone: no storage account, share, environment storage or mount.
+    for gone in ("Microsoft.Storage/", "managedEnvironments/storages", "AzureFile", "azureFile", "nobrl", "sqlite:",
+                 "/var/lib/reactor"):
+        assert gone not in text, gone
+    assert "administratorLoginPassword" not in text and "administratorLogin" not in text
+
+
+def test_bicep_postgresql_is_private_and_the_managed_identity_is_its_entra_administrator() -> None:
+    text = re.sub(r"(^|\s)//[^\n]*", r"\1", _bicep())
+    server = _bicep_block(text[text.index("resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@"):], "properties")
+    network = _bicep_block(server, "network")
+    assert "publicNetworkAccess: 'Disabled'" in network
+    assert "delegatedSubnetResourceId: '${vnet.id}/subnets/postgres'" in network
+    assert "privateDnsZoneArmResourceId: postgresDns.id" in network
+    auth = _bicep_block(server, "authConfig")
+    assert "activeDirectoryAuth: 'Enabled'" in auth and "passwordAuth: 'Disabled'" in auth
+    admin = text[text.index("resource postgresAdmin "):]
+    admin = admin[: admin.index("\n}\n")]
+    assert "name: identity.properties.principalId" in admin and "principalName: identity.name" in admin
+    assert "principalType: 'ServicePrincipal'" in admin
+    app = text[text.index("resource app 'Microsoft.App/containerApps@"):]
+    assert "'${identity.id}': {}" in _bicep_block(app, "identity"), "the app runs as that identity"
+    assert "postgresAdmin" in _bicep_block(app, "dependsOn"), "the role exists before a replica connects"
+    env = _bicep_env()
+    assert env.get("REACTOR_GRAPH_CLIENT_ID") and "AZURE_CLIENT_ID" in text, "DefaultAzureCredential picks that identity"
+    # The environment sits in the same network, in a subnet of its own.
+    vnet_config = _bicep_block(text, "vnetConfiguration")
+    assert "infrastructureSubnetId: '${vnet.id}/subnets/apps'" in vnet_config
+    delegations = re.findall(r"serviceName: '([\w./]+)'", _bicep_block(text, "subnets"))
+    assert delegations == ["Microsoft.App/environments", "Microsoft.DBforPostgreSQL/flexibleServers"]
 
 
 def test_bicep_is_balanced_and_has_what_the_brief_asks_for() -> None:
@@ -652,14 +763,21 @@ def test_bicep_is_balanced_and_has_what_the_brief_asks_for() -> None:
     for rtype in (
         "Microsoft.OperationalInsights/workspaces@",
         "Microsoft.App/managedEnvironments@",
-        "Microsoft.App/managedEnvironments/storages@",
         "Microsoft.App/containerApps@",
         "Microsoft.ManagedIdentity/userAssignedIdentities@",
-        "Microsoft.Storage/storageAccounts/fileServices/shares@",
         "Microsoft.Authorization/roleAssignments@",
+        "Microsoft.Network/virtualNetworks@",
+        "Microsoft.Network/privateDnsZones@",
+        "Microsoft.Network/privateDnsZones/virtualNetworkLinks@",
+        "Microsoft.DBforPostgreSQL/flexibleServers@",
+        "Microsoft.DBforPostgreSQL/flexibleServers/databases@",
+        "Microsoft.DBforPostgreSQL/flexibleServers/administrators@",
     ):
         assert f"'{rtype}" in text, rtype
-    assert re.search(r"minReplicas: 1\s+maxReplicas: 1", text)
+    scale = _bicep_block(text, "scale")
+    assert re.search(r"^\s*minReplicas: 2$", scale, flags=re.M), "two replicas at least"
+    assert re.search(r"^param maxReplicas int = \d+$", text, flags=re.M)
+    assert re.search(r"@minValue\(2\)\n(@\w+\(\d+\)\n)*param maxReplicas ", text)
     assert "keyVaultUrl:" in text
     for probe, path in (("Startup", "/healthz"), ("Liveness", "/healthz"), ("Readiness", "/readyz")):
         assert re.search(rf"type: '{probe}'\s+httpGet: {{\s+path: '{path}'\s+port: adminPort\s", text), probe

@@ -139,6 +139,29 @@ class Cluster:
         finally:
             await conn.close()
 
+    @contextlib.asynccontextmanager
+    async def login_role(self, role: str, password: str) -> AsyncIterator[str]:
+        """A login role ``role`` (SCRAM password ``password``, as an Entra principal mapped to a role of
+        Azure Database for PostgreSQL is) owning a new database, for the block: the database's URL
+        without a password. Both dropped afterwards; ``ALTER ROLE`` in the block changes the password."""
+        name = await self.create_database()
+        conn = await self.admin()
+        try:
+            literal = await conn.fetchval("SELECT quote_literal($1::text)", password)
+            await conn.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD {literal}')
+            await conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+        finally:
+            await conn.close()
+        try:
+            yield f"postgresql://{quote(role, safe='')}@127.0.0.1:{self.port}/{name}"
+        finally:
+            await self.drop_database(name)
+            conn = await self.admin()
+            try:
+                await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+            finally:
+                await conn.close()
+
     async def drop_database(self, name: str) -> None:
         """Drop ``name``, ending the sessions still connected to it."""
         conn = await self.admin()
