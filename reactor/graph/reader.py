@@ -22,40 +22,43 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from reactor.config import AttributeSettings
-from reactor.domain.model import EntraGroup, EntraState, EntraUser
+from reactor.domain.model import EntraGroup, EntraUser
 from reactor.errors import DeltaTokenExpired, NotFoundError, PermanentError
 from reactor.graph.batch import get_many
 from reactor.graph.client import GraphClient
+from reactor.graph.delta import (
+    GroupChange,
+    GroupsDelta,
+    UserIdsDelta,
+    UsersDelta,
+    _Accumulator,
+    _GroupAcc,
+    _IdAcc,
+    _is_group,
+    _is_user,
+    _UserAcc,
+    removed_state,
+)
 from reactor.store.base import Meta
+
+__all__ = [
+    "GUID", "GraphReader", "GroupChange", "GroupMembers", "GroupsDelta", "UserIdsDelta", "UsersDelta", "chunks",
+    "extract_cost_center", "object_id", "parse_user", "removed_state",
+]
+"""The results of :mod:`reactor.graph.delta` are re-exported: callers import them from here."""
 
 USER_FIELDS = ("id", "userPrincipalName", "displayName", "givenName", "surname", "mail", "accountEnabled")
 GROUP_DELTA_SELECT = "displayName,members"
 GROUP_FILTER_CHUNK = 50
-USER_TYPE = "#microsoft.graph.user"
-GROUP_TYPE = "#microsoft.graph.group"
 PAGE_SIZE = 999
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 ID_SHOWN = 40
 """How much of a refused id an error message quotes (an id may be of any length)."""
 
-A = TypeVar("A", bound="_Accumulator")
-
-
-class GroupChange(NamedTuple):
-    """What a groups delta round says about one group (merged across pages). ``deleted`` when Graph
-    reports it ``@removed`` (soft or permanent delete); ``display_name`` None when not reported.
-    ``*_member_ids`` are user members, ``*_group_ids`` nested groups (members of type group)."""
-
-    display_name: str | None
-    deleted: bool
-    added_member_ids: frozenset[str]
-    removed_member_ids: frozenset[str]
-    added_group_ids: frozenset[str] = frozenset()
-    removed_group_ids: frozenset[str] = frozenset()
+A = TypeVar("A", bound=_Accumulator)
 
 
 class GroupMembers(NamedTuple):
@@ -63,31 +66,6 @@ class GroupMembers(NamedTuple):
 
     user_ids: frozenset[str]
     group_ids: frozenset[str]
-
-
-@dataclass(frozen=True)
-class UsersDelta:
-    """Users reported by one delta round; ``full`` when it was a full sync (see the module docstring)."""
-
-    users: list[EntraUser]
-    full: bool
-    links: dict[str, str] = field(default_factory=dict)
-    """Store meta key → the round's new deltaLink; kept by :meth:`GraphReader.commit`."""
-
-
-@dataclass(frozen=True)
-class GroupsDelta:
-    """Groups in scope reported by one delta round, keyed by group id.
-
-    With ``full`` every group in scope that exists is in ``groups`` with all its user members in
-    ``added_member_ids`` and its nested groups in ``added_group_ids``; otherwise ``groups`` holds
-    only the groups that changed.
-    """
-
-    groups: dict[str, GroupChange]
-    full: bool
-    links: dict[str, str] = field(default_factory=dict)
-    """Store meta key → the round's new deltaLink; kept by :meth:`GraphReader.commit`."""
 
 
 def object_id(kind: str, value: str) -> str:
@@ -120,14 +98,6 @@ def extract_cost_center(obj: Mapping[str, Any], source: str) -> str | None:
     return _text(value)
 
 
-def removed_state(obj: Mapping[str, Any]) -> EntraState:
-    """``present``, or from ``@removed.reason``: ``changed`` → soft_deleted, ``deleted`` → hard_deleted."""
-    removed = obj.get("@removed")
-    if not isinstance(removed, Mapping):
-        return "present"
-    return "hard_deleted" if removed.get("reason") == "deleted" else "soft_deleted"
-
-
 def parse_user(obj: Mapping[str, Any], cost_center_source: str) -> EntraUser:
     """An :class:`EntraUser` from a Graph user object (a delta entry included)."""
     state = removed_state(obj)
@@ -146,15 +116,6 @@ def parse_user(obj: Mapping[str, Any], cost_center_source: str) -> EntraUser:
     )
 
 
-def _is_user(obj: Mapping[str, Any]) -> bool:
-    kind = obj.get("@odata.type")
-    return kind is None or str(kind).lower() == USER_TYPE
-
-
-def _is_group(obj: Mapping[str, Any]) -> bool:
-    return str(obj.get("@odata.type", "")).lower() == GROUP_TYPE
-
-
 def chunks(ids: Iterable[str], size: int = GROUP_FILTER_CHUNK) -> list[tuple[str, ...]]:
     """Sorted ids in chunks of at most ``size`` (Graph's limit for ``id eq`` filters on groups)."""
     ordered = sorted(set(ids))
@@ -163,66 +124,6 @@ def chunks(ids: Iterable[str], size: int = GROUP_FILTER_CHUNK) -> list[tuple[str
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class _Accumulator:
-    def add(self, items: list[Any]) -> None:
-        raise NotImplementedError
-
-
-class _UserAcc(_Accumulator):
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-
-    def add(self, items: list[Any]) -> None:
-        for obj in items:
-            if not isinstance(obj, dict) or "id" not in obj:
-                continue
-            seen = self.objects.setdefault(str(obj["id"]), {})
-            if "@removed" not in obj:
-                seen.pop("@removed", None)
-            seen.update(obj)
-
-
-class _GroupAcc(_Accumulator):
-    def __init__(self) -> None:
-        self.names: dict[str, str | None] = {}
-        self.deleted: dict[str, bool] = {}
-        self.members: dict[str, dict[str, bool]] = {}
-        self.groups: dict[str, dict[str, bool]] = {}
-
-    def add(self, items: list[Any]) -> None:
-        for obj in items:
-            if not isinstance(obj, dict) or "id" not in obj:
-                continue
-            gid = str(obj["id"])
-            self.names.setdefault(gid, None)
-            members = self.members.setdefault(gid, {})
-            groups = self.groups.setdefault(gid, {})
-            self.deleted[gid] = removed_state(obj) != "present"
-            if obj.get("displayName") is not None:
-                self.names[gid] = str(obj["displayName"])
-            for member in obj.get("members@delta") or ():
-                if not isinstance(member, Mapping) or "id" not in member:
-                    continue
-                # A later page wins for the same member: Graph documents no order, pages are our best one.
-                if _is_user(member):
-                    members[str(member["id"])] = "@removed" not in member
-                elif _is_group(member):
-                    groups[str(member["id"])] = "@removed" not in member
-
-    def result(self) -> dict[str, GroupChange]:
-        return {
-            gid: GroupChange(
-                display_name=self.names[gid],
-                deleted=self.deleted.get(gid, False),
-                added_member_ids=frozenset(m for m, added in members.items() if added),
-                removed_member_ids=frozenset(m for m, added in members.items() if not added),
-                added_group_ids=frozenset(g for g, added in self.groups[gid].items() if added),
-                removed_group_ids=frozenset(g for g, added in self.groups[gid].items() if not added),
-            )
-            for gid, members in self.members.items()
-        }
 
 
 class GraphReader:
@@ -374,7 +275,7 @@ class GraphReader:
             await self.store.set_meta(key, delta_link)
         return acc, True, delta_link
 
-    async def commit(self, delta: UsersDelta | GroupsDelta) -> None:
+    async def commit(self, delta: UsersDelta | UserIdsDelta | GroupsDelta) -> None:
         """Keep the deltaLinks of a round read with ``commit=False``: call it once the changes it
         reported are durably handled, so that a crash before that reads them again."""
         for key, link in delta.links.items():
@@ -387,6 +288,15 @@ class GraphReader:
         acc, full, link = await self._round(key, self._users_start(), _UserAcc, "users_delta", commit)
         users = [parse_user(obj, self.cost_center_source) for obj in acc.objects.values()]
         return UsersDelta(users=users, full=full, links={key: link})
+
+    async def users_delta_ids(self, keep: Callable[[str], bool] = lambda _: True, *, commit: bool = True) -> UserIdsDelta:
+        """The ids of the users changed since the stored deltaLink (all on a full round) that ``keep``
+        accepts. Each page is dropped once read, so memory holds only the kept ids (a full round of
+        100,000 users holds none of their objects). With ``commit=False`` the link is kept only by
+        :meth:`commit`."""
+        key = self.users_delta_key
+        acc, full, link = await self._round(key, self._users_start(), lambda: _IdAcc(keep), "users_delta", commit)
+        return UserIdsDelta(ids=frozenset(acc.ids), full=full, links={key: link})
 
     async def groups_delta(self, group_ids: Iterable[str] | None = None, *, commit: bool = True) -> GroupsDelta:
         """Changes of the groups in scope (default: the configured ones), in chunks of at most 50 ids.

@@ -326,3 +326,22 @@ async def test_nested_groups_in_members_and_in_groups_delta(sim: GraphSimulator,
     assert second.groups[cph].added_group_ids == {night}
     assert second.groups[top].removed_group_ids == {cph}
     assert second.groups[top].removed_member_ids == frozenset()
+
+
+async def test_users_delta_ids_keeps_only_the_ids_asked_for_page_by_page(
+    sim: GraphSimulator, reader_for: Reader, store: SQLiteStore
+) -> None:
+    sim.delta_page_size = 3
+    ids = [sim.add_user(user_principal_name=f"o'brien{i}@kontor.contoso.co.uk") for i in range(8)]
+    known = set(ids[::2])
+    reader = reader_for()
+    first = await reader.users_delta_ids(known.__contains__, commit=False)
+    assert first.full and first.ids == known
+    assert await store.get_meta(reader.users_delta_key) is None, "not kept before commit"
+    await reader.commit(first)
+    sim.update_user(ids[0], display_name="Siobhán O'Brien")
+    sim.update_user(ids[1], display_name="not known here")
+    sim.soft_delete_user(ids[2])
+    second = await reader.users_delta_ids(known.__contains__)
+    assert not second.full and second.ids == {ids[0], ids[2]}
+    assert (await reader.users_delta_ids()).ids == frozenset()
