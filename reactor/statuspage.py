@@ -148,6 +148,29 @@ def _subscriptions(status: Mapping[str, Any], now: float) -> tuple[list[list[str
     return rows, earliest
 
 
+def _replicas(status: Mapping[str, Any], now: float) -> tuple[str, list[list[str]]]:
+    """The line saying who leads, and one row per live replica (several on a shared PostgreSQL store)."""
+    view = status.get("replicas") or {}
+    if not view:
+        return "", []
+    if not view.get("shared"):
+        return "Single node (SQLite): this replica leads.", []
+    me, leader = view.get("replica"), view.get("leader")
+    alive = int(view.get("alive", 0) or 0)
+    if leader is None:
+        line = f"No replica leads at the moment; {alive} alive."
+    elif view.get("leading"):
+        line = f"This replica ({me}) leads (epoch {view.get('epoch')}); {alive} alive."
+    else:
+        line = f"{leader} leads (epoch {view.get('epoch')}); this is {me}; {alive} alive."
+    rows = [
+        [f"<code>{_e(r.get('id'))}</code>", _e(r.get("host", "")), _e(r.get("pid", "")),
+         _pill("ok", "leader") if r.get("id") == leader else "", _when(r.get("started_at"), now)]
+        for r in view.get("replicas", [])
+    ]
+    return line, rows
+
+
 def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[str, Any]]) -> str:
     """Render the status snapshot (``Service.status()``) and the readiness checks as one HTML page."""
     now = float(status.get("now") or time.time())
@@ -167,6 +190,7 @@ def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[
         check_rows.append([_e(name), state, f'<span class="muted">{effect}</span>', _e(c.get("reason"))])
 
     sub_rows, earliest = _subscriptions(status, now)
+    replicas_line, replica_rows = _replicas(status, now)
 
     change_rows = [
         [_when(c.get("at"), now), _e(c.get("who") or c.get("entra_id")), _e(c.get("what")), _e(c.get("why"))]
@@ -272,6 +296,12 @@ def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[
 <section>
 <h2>Readiness checks</h2>
 {_table("checks", ["check", "state", "effect", "reason"], check_rows, "no check")}
+</section>
+
+<section>
+<h2>Replicas <span class="count">({len(replica_rows) or 1})</span></h2>
+<p id="leader">{_e(replicas_line)}</p>
+{_table("replicas", ["replica", "host", "pid", "role", "joined"], replica_rows, "") if replica_rows else ""}
 </section>
 </main>
 <footer><a href="readyz">/readyz</a> · <a href="metrics">/metrics</a> · <a href="status.json">/status.json</a></footer>

@@ -26,6 +26,7 @@ async def test_killing_the_leader_mid_burst_loses_nothing_and_the_survivor_takes
     assert figures.seconds_until_survivor_leads <= LEASE + 1.5, figures.as_dict()
     assert figures.renewed_by_survivor, "the survivor recreated a subscription that Graph removed"
     assert figures.reconciled_by_survivor, "the survivor ran the leader's reconcile"
+    assert figures.page_says_survivor_leads
     assert figures.dead_letters == 0
 
 

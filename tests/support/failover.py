@@ -101,6 +101,8 @@ class FailoverFigures:
     renewed_by_survivor: bool
     """The survivor created a subscription again that Graph removed (the leader's lifecycle work)."""
     reconciled_by_survivor: bool
+    page_says_survivor_leads: bool
+    """The survivor's status page (admin listener) says that it leads."""
     dead_letters: int
     problems: list[str] = field(default_factory=list)
 
@@ -266,6 +268,8 @@ async def _run(inst: Installation, changes: int, lease: float, converge_timeout:
             await eventually(recreated, "the survivor recreates the subscription", lease * 4 + 10, 0.1)
             renewed = True
     reconciled = leader_log_count(survivor.log, "reconcile_done") > reconciles_before
+    page = (await client.get(f"{survivor.admin_url}/", timeout=5)).text
+    page_says_survivor_leads = "This replica (" in page and ") leads (epoch" in page
     runs = {name: unit_runs(p.log) for name, p in replicas.items()}
     # (After a passed check the oracle forgets who was in scope only for a moment: ask it only on failure.)
     left = [] if converge_seconds is not None else await rig.problems()
@@ -280,6 +284,7 @@ async def _run(inst: Installation, changes: int, lease: float, converge_timeout:
         units_by_replica={name: len(r) for name, r in runs.items()},
         renewed_by_survivor=renewed,
         reconciled_by_survivor=reconciled,
+        page_says_survivor_leads=page_says_survivor_leads,
         dead_letters=await _dead_letters(store_url),
         problems=problems,
     )
