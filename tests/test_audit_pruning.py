@@ -1,12 +1,10 @@
 """The audit pruning the service runs (:class:`reactor.wiring.AuditPruning`): at start and then once a
-period, the rows older than the retention are removed; the others stay. On a real SQLite store, with
-an injected clock standing for the days that pass."""
+period, the rows older than the retention are removed; the others stay. On every store (SQLite and
+PostgreSQL), with an injected clock standing for the days that pass."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from reactor.store import AuditRow, SQLiteStore
+from reactor.store import AuditRow, Store
 from reactor.wiring import DAY, AuditPruning
 from tests.support.eventually import eventually
 
@@ -19,9 +17,8 @@ def row(at: float, operation: str) -> AuditRow:
     return AuditRow(at, GUEST, GUEST_UPN, "update_user", operation, "reconcile", "periodic reconcile")
 
 
-async def test_rows_older_than_the_retention_are_removed_at_start_and_each_period(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "reactor.db"))
-    await store.open()
+async def test_rows_older_than_the_retention_are_removed_at_start_and_each_period(any_store: Store) -> None:
+    store = any_store
     now = [NOW]
     pruning = AuditPruning(store, retention_days=90, interval=0.05, clock=lambda: now[0])
     try:
@@ -38,4 +35,3 @@ async def test_rows_older_than_the_retention_are_removed_at_start_and_each_perio
         await eventually(pruned, "the periodic pruning of the row now 91 days old", timeout=5)
     finally:
         await pruning.stop()
-        await store.close()
