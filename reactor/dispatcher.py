@@ -318,8 +318,9 @@ class Dispatcher:
             finally:
                 self._running -= 1
                 if self.gate is not None:
-                    log.event("unit_ran", level="debug", kind=unit.kind, object_ids=list(unit.object_ids),
-                              started=started, finished=time.time(), ok=ok)
+                    if log.enabled("debug"):  # who ran what when: the failover proof reads these
+                        log.event("unit_ran", level="debug", kind=unit.kind, object_ids=list(unit.object_ids),
+                                  started=started, finished=time.time(), ok=ok)
                     with contextlib.suppress(Exception):
                         await self.gate.leave_unit(unit)
                 self._settle(unit, ok, dead)
