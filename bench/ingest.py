@@ -8,7 +8,11 @@ rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses w
 (a Lua script varies the user id of every request), else a Python load generator (said in the
 output; it saturates one core itself, so its figures are lower and the ratio less telling).
 
-    python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64]
+    python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64] [--store postgresql]
+
+With ``--store postgresql`` a throwaway durable PostgreSQL cluster journals for a second ``reactor
+serve`` that takes its turn in the same rounds as the SQLite one, so the three figures (bare,
+SQLite, PostgreSQL) come from the same minutes of the machine.
 """
 
 from __future__ import annotations
@@ -136,12 +140,12 @@ def main() -> None:
         print(f"store: PostgreSQL {cluster.bin.parent.name} on 127.0.0.1:{cluster.port} (fsync on)")
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        db = tmp / "reactor.db"
-        store_url = f"sqlite:///{db}"
+        # With --store postgresql the SQLite journal runs beside it in the same rounds, for the comparison.
+        stores = {"reactor sqlite": f"sqlite:///{tmp / 'reactor.db'}"}
         if cluster is not None:
-            store_url = cluster.url(asyncio.run(cluster.create_database()))
+            stores["reactor postgresql"] = cluster.url(asyncio.run(cluster.create_database()))
 
-        async def seed() -> None:
+        async def seed(store_url: str) -> None:
             from reactor.store import SubscriptionRecord
             from reactor.store import open_store as open_any
 
@@ -151,17 +155,20 @@ def main() -> None:
                 SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time()))
             await store.close()
 
-        asyncio.run(seed())
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
-        port = free_port()
-        config = write_config(tmp / "reactor.toml", {
-            "server": {"port": port, "log_level": "error"},
-            "graph": {"tenant_id": TENANT},
-            "store": {"url": store_url},
-            "sync": {"workers": 1},
-            "subscriptions": {"enabled": False},
-        })
+        procs: dict[str, ReactorProcess] = {}
+        for name, store_url in stores.items():
+            asyncio.run(seed(store_url))
+            port = free_port()
+            config = write_config(tmp / f"{name.replace(' ', '-')}.toml", {
+                "server": {"port": port, "log_level": "error"},
+                "graph": {"tenant_id": TENANT},
+                "store": {"url": store_url},
+                "sync": {"workers": 1},
+                "subscriptions": {"enabled": False},
+            })
+            procs[name] = ReactorProcess(config, port, "--record", os.devnull)
 
         def load(url: str, seconds: int) -> dict[str, float]:
             if use_wrk:
@@ -170,8 +177,7 @@ def main() -> None:
 
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
-        proc = ReactorProcess(config, port, "--record", os.devnull)
-        rounds: dict[str, list[dict[str, float]]] = {"bare starlette": [], "reactor serve": []}
+        rounds: dict[str, list[dict[str, float]]] = {"bare starlette": [], **{name: [] for name in procs}}
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -182,24 +188,27 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-            proc.start()
-            urls = {"bare starlette": f"http://127.0.0.1:{bare_port}", "reactor serve": proc.url}
+            for proc in procs.values():
+                proc.start()
+            urls = {"bare starlette": f"http://127.0.0.1:{bare_port}", **{n: p.url for n, p in procs.items()}}
             for url in urls.values():
                 load(url, args.warmup)
             for n in range(args.rounds):
                 order = list(urls) if n % 2 == 0 else list(reversed(urls))
                 for name in order:
                     rounds[name].append(load(urls[name], args.seconds))
-                ratio = rounds["reactor serve"][-1]["rps"] / rounds["bare starlette"][-1]["rps"]
-                print(f"round {n + 1}: bare {rounds['bare starlette'][-1]['rps']:.0f} req/s, "
-                      f"reactor {rounds['reactor serve'][-1]['rps']:.0f} req/s, ratio {ratio:.2f}", flush=True)
+                bare_rps = rounds["bare starlette"][-1]["rps"]
+                line = ", ".join(f"{name} {rounds[name][-1]['rps']:.0f} req/s ({rounds[name][-1]['rps'] / bare_rps:.2f})"
+                                 for name in procs)
+                print(f"round {n + 1}: bare {bare_rps:.0f} req/s, {line}", flush=True)
         finally:
             bare.send_signal(signal.SIGTERM)
             bare.wait(10)
-            if proc.proc is not None:
-                proc.terminate()
+            for proc in procs.values():
+                if proc.proc is not None:
+                    proc.terminate()
 
-        async def journal_count() -> int:
+        async def journal_count(store_url: str) -> int:
             from reactor.store import open_store as open_any
 
             store = open_any(StoreSettings(url=store_url))
@@ -208,9 +217,9 @@ def main() -> None:
             await store.close()
             return n
 
-        left = asyncio.run(journal_count())
+        left = {name: asyncio.run(journal_count(url)) for name, url in stores.items()}
 
-    print(f"{'':16} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}   ({args.rounds} rounds of {args.seconds} s, "
+    print(f"{'':20} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}   ({args.rounds} rounds of {args.seconds} s, "
           f"{args.connections} connections)")
     totals: dict[str, float] = {}
     for name, rs in rounds.items():
@@ -218,9 +227,11 @@ def main() -> None:
         p50 = statistics.median(r["p50_ms"] for r in rs)
         p99 = statistics.median(r["p99_ms"] for r in rs)
         errors = sum(r["errors"] for r in rs)
-        print(f"{name:16} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f}")
-    ratio = totals["reactor serve"] / totals["bare starlette"]
-    print(f"ratio reactor/bare req/s: {ratio:.2f} (target >= 0.60); journal items left pending after stop: {left}")
+        print(f"{name:20} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f}")
+    for name in left:
+        target = "0.50" if "postgresql" in name else "0.60"
+        print(f"ratio {name}/bare req/s: {totals[name] / totals['bare starlette']:.2f} (target >= {target});"
+              f" journal items left pending after stop: {left[name]}")
 
 
 if __name__ == "__main__":

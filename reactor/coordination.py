@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from reactor import log
+from reactor.claims import ClaimBook
 from reactor.domain.work import WorkUnit
 from reactor.store.base import ClaimKey, Coordination, Fence, Journal, JournalEntry, Leadership, ReplicaInfo
 
@@ -122,7 +123,7 @@ class Coordinator:
         """The current term while this replica leads (``None`` otherwise, and on a single node)."""
         self._leading = False
         self._lead_until = 0.0
-        self._unreleased: set[ClaimKey] = set()
+        self.claims = ClaimBook(store, self.ttl)
         self._task: asyncio.Task[None] | None = None
         self._change: asyncio.Lock = asyncio.Lock()
         self._components_running = False
@@ -140,6 +141,8 @@ class Coordinator:
         """What this replica takes over at start: on a single node every journal entry; on a shared
         store the entries of replicas no longer alive (the kinds this replica may do)."""
         await self._beat()
+        if self.shared:
+            self.claims.start()
         if not self.shared:
             entries: list[JournalEntry] = []
             while batch := await self.store.adopt(everything=True, limit=10_000):
@@ -164,6 +167,7 @@ class Coordinator:
             self._task = None
         async with self._change:
             await self._stop_components()
+        await self.claims.stop()
 
     async def leave(self) -> None:
         """After the dispatcher stopped: free this replica's claims, lease and journal entries now."""
@@ -200,35 +204,22 @@ class Coordinator:
                 return "busy"
             log.event("handed_to_leader", kind=unit.kind, object_ids=list(unit.object_ids), entries=len(unit.entries))
             return "elsewhere"
-        keys = self._keys(unit)
-        self._unreleased.difference_update(keys)
-        try:
-            held = await self.store.claim(keys, self.ttl)
-        except Exception as exc:
-            log.event("claim_failed", level="warning", kind=unit.kind, error=repr(exc))
-            return "busy"
-        if len(held) == len(keys):
-            return "run"
-        if held:
-            await self._release(held)
-        return "busy"
+        return "run" if await self.claims.acquire(self._keys(unit)) else "busy"
 
     async def leave_unit(self, unit: WorkUnit) -> None:
-        """After ``unit`` ran (before its objects may run again here): release its claims."""
+        """After ``unit`` ran (before its objects may run again here): release its claims (batched)."""
         if self.shared:
-            await self._release(self._keys(unit))
+            self.claims.release(self._keys(unit))
+
+    def note(self, entries: Sequence[JournalEntry]) -> None:
+        """Entries were just queued here: claim their objects ahead, in one statement with the others."""
+        if self.shared:
+            self.claims.note((e.kind, "*") if e.kind in self.batch_kinds else (e.kind, e.object_id)
+                             for e in entries if e.kind not in self.leader_kinds or self.leading)
 
     def busy_wait(self) -> float:
         """How long a unit whose object another replica holds waits before trying again."""
         return self.busy_delay * (0.5 + random.random())
-
-    async def _release(self, keys: Sequence[ClaimKey]) -> None:
-        try:
-            await self.store.release(keys)
-        except Exception as exc:
-            # Tried again at the next tick; until then the heartbeat would keep them: see _run.
-            self._unreleased.update(keys)
-            log.event("claim_release_failed", level="warning", keys=len(keys), error=repr(exc))
 
     # the loop ------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -245,10 +236,6 @@ class Coordinator:
 
     async def tick(self) -> None:
         """One heartbeat: stay alive, take or keep the lease, adopt what dead replicas left."""
-        if self._unreleased:
-            keys = list(self._unreleased)
-            self._unreleased.clear()
-            await self._release(keys)
         await self._beat()
         if not self.shared:
             return
@@ -268,6 +255,7 @@ class Coordinator:
         if not await self.store.heartbeat(self.info, self.ttl):
             log.event("replica_lapsed", level="warning", replica=self.replica_id,
                       reason="the previous heartbeat had expired: other replicas may have taken over its work")
+            self.claims.held.clear()  # they may be another's now: claim again before the next unit
 
     async def _lead(self) -> None:
         asked = self.clock()

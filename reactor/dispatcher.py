@@ -71,6 +71,9 @@ class Gate(Protocol):
 
     def busy_wait(self) -> float: ...
 
+    def note(self, entries: Sequence[JournalEntry]) -> None:
+        """Entries were just queued (the gate may prepare for them: claim their objects ahead)."""
+
 
 class _Pending:
     __slots__ = ("attempts", "early", "entries", "failures", "not_before")
@@ -151,6 +154,8 @@ class Dispatcher:
         if added:
             self._idle.clear()
             self._wake.set()
+            if self.gate is not None:
+                self.gate.note(entries)
 
     def _make_ready(self, key: Key, p: _Pending) -> None:
         if key[0] in self.batch_kinds:
