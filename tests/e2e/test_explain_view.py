@@ -178,3 +178,14 @@ async def test_every_value_is_escaped(installation: Installation) -> None:
     [path] = page.rows("paths")
     assert path["path"] == f"{EVIL} ∈ FM staff"
     assert {row["attribute"]: row for row in page.rows("state")}["display_name"]["AskCody holds now"] == EVIL
+
+
+async def test_graph_refusing_the_read_is_a_503_that_says_so(installation: Installation) -> None:
+    stack = installation.stack
+    stack.sim.fail(count=1, status=403)  # the next Graph request: explain's look-up of the person
+    async with httpx.AsyncClient(base_url=stack.admin_url, timeout=30, headers=AUTH) as client:
+        r = await client.get("/explain.json", params={"user": "alice.ødegaard@contoso.com"})
+        assert r.status_code == 503 and "could not read the person's state" in r.json()["error"], r.text
+        assert TOKEN not in r.text and "sim-token" not in r.text
+        again = await client.get("/explain.json", params={"user": "alice.ødegaard@contoso.com"})
+    assert again.status_code == 200 and again.json()["in_scope"] is True
