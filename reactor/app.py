@@ -4,11 +4,12 @@
   ``POST /notifications``, ``POST /lifecycle`` and ``GET /healthz``; anything else is 404 (405 for
   another method on a webhook path).
 - The **admin** listener (``server.admin_host``/``server.admin_port``, loopback by default) serves
-  the status page ``/``, ``/status.json``, ``/metrics``, ``/readyz`` and ``/healthz``. When
-  ``server.admin_token`` is set, the status page and ``/status.json`` (employees' UPNs, access
-  changes, errors) require ``Authorization: Bearer <token>``; probes and metrics stay open so that
-  kubelets and scrapers need no secret. ``check-config`` refuses a non-loopback admin listener
-  without a token.
+  the status page ``/``, ``/status.json``, ``/explain?user=…`` and ``/explain.json?user=…`` (the
+  report of ``reactor explain``, as a page and as its ``--json`` document), ``/metrics``, ``/readyz``
+  and ``/healthz``. When ``server.admin_token`` is set, the status page, ``/status.json`` and the
+  explain view (employees' UPNs, access changes, errors) require ``Authorization: Bearer <token>``;
+  probes and metrics stay open so that kubelets and scrapers need no secret. ``check-config``
+  refuses a non-loopback admin listener without a token.
 
 One uvicorn server serves both sockets; :class:`ReactorApp` sends each request to the app of the
 listener it arrived on (by local port, which is why the two ports must differ).
@@ -28,9 +29,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from reactor import log
+from reactor.errors import ReactorError
 from reactor.intake import Intake
 from reactor.service import Service
-from reactor.statuspage import CSS
+from reactor.statuspage import CSS, render_explain_problem, render_explanation
 
 STYLE_HASH = "sha256-" + b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 
@@ -39,13 +42,18 @@ PAGE_HEADERS = {
     # The page is self-contained: its one inline <style> is allowed by hash, nothing else loads.
     "Content-Security-Policy": (
         f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'self'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'"
+        "form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-"""Headers on every answer of the admin listener (the status page carries personal data)."""
+"""Headers on every answer of the admin listener (the status page carries personal data); the one
+form (the explain search) submits to the listener itself."""
+
+MAX_QUERY = 320
+"""The longest ``user`` an explain request may give (an e-mail address is at most 254 characters, a
+guest's ``#EXT#`` userPrincipalName a little more)."""
 
 
 class JSONResponse(Response):
@@ -110,9 +118,45 @@ def admin_app(service: Service, token: str = "") -> ASGIApp:
             return refused
         return JSONResponse(await service.status(), headers=PAGE_HEADERS)
 
+    async def explained(request: Request, *, as_json: bool) -> Response:
+        if (refused := denied(request)) is not None:
+            return refused
+        query = request.query_params.get("user", "").strip()
+
+        def problem(status: int, message: str) -> Response:
+            if as_json:
+                return JSONResponse({"error": message, "query": query[:MAX_QUERY]}, status_code=status, headers=PAGE_HEADERS)
+            page = render_explain_problem(message, query[:MAX_QUERY])
+            return Response(page, status_code=status, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+        if not query:
+            return problem(400, "give a person: ?user=UPN, object id or e-mail")
+        if len(query) > MAX_QUERY or any(ord(c) < 32 for c in query):
+            return problem(400, f"the user to explain must be one line of at most {MAX_QUERY} characters")
+        if service.explain is None:
+            return problem(404, "explain is not available in this service")
+        try:
+            report = await service.explain(query)
+        except ReactorError as exc:
+            log.event("explain_failed", level="warning", error=f"{type(exc).__name__}: {exc}")
+            return problem(503, f"could not read the person's state: {type(exc).__name__}: {exc}")
+        if report is None:
+            return problem(404, f"no such user: no Entra user with object id, userPrincipalName or mail {query!r}")
+        if as_json:
+            return JSONResponse(report, headers=PAGE_HEADERS)
+        return Response(render_explanation(report), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    async def explain_page(request: Request) -> Response:
+        return await explained(request, as_json=False)
+
+    async def explain_json(request: Request) -> Response:
+        return await explained(request, as_json=True)
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/explain", explain_page, methods=["GET"]),
+        Route("/explain.json", explain_json, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
         Route("/", status_page, methods=["GET"]),

@@ -33,6 +33,8 @@ class Component(Protocol):
 
 
 StatusSource = Callable[[], Awaitable[Any]]
+Explain = Callable[[str], Awaitable[dict[str, Any] | None]]
+"""The ``reactor explain --json`` report on the person a query names (None: nobody)."""
 
 
 class Service:
@@ -47,7 +49,8 @@ class Service:
     - ``status_sources`` add sections to :meth:`status` (name → coroutine giving the section);
     - ``on_scrape`` run before each ``/metrics`` exposition (gauges that describe "now");
     - ``leader_components`` run only while this replica leads (renewal, periodic reconcile, pruning:
-      see :mod:`reactor.coordination`), ``while_following`` at each heartbeat while another leads.
+      see :mod:`reactor.coordination`), ``while_following`` at each heartbeat while another leads;
+    - ``explain`` gives the admin listener's ``/explain`` view (``reactor explain``'s report).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Service:
         on_scrape: Sequence[Callable[[], Awaitable[None]]] = (),
         leader_components: Sequence[Component] = (),
         while_following: Sequence[Callable[[], Awaitable[None]]] = (),
+        explain: Explain | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -91,6 +95,7 @@ class Service:
         }
         self.status_sources = dict(status_sources or {})
         self.on_scrape = tuple(on_scrape)
+        self.explain = explain
         self.max_backlog_age_seconds = 300.0
         self.started_at = 0.0
         self._started = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from reactor.scim.client import AskCodyClient
 from reactor.service import Check, Component, Service, StatusSource
 from reactor.store.base import Audit, JournalItem, Store
 from reactor.sync.engine import SyncEngine
+from reactor.sync.explain import explain
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
 from subscriptions.renewal import run_renewal
@@ -250,6 +252,6 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
     service = Service(
         settings, store, engine.handle, components=components, closers=[clients.aclose], checks=checks,
         status_sources=status_sources, on_scrape=on_scrape, leader_components=leader_components,
-        while_following=while_following,
+        while_following=while_following, explain=functools.partial(explain, engine, store),
     )
     return Assembled(service, engine)

@@ -97,6 +97,15 @@ async def _check_page(
 
     assert page.rows("deadletters") == [{"id": "none"}]
     assert {r["check"] for r in page.rows("checks")} >= {"store", "workers", "askcody", "graph", "subscriptions"}
+    assert "UPN, object id or e-mail" in page.text_by_id["search"]
+
+    # Where the search form leads (GET explain?user=…): the person's view, as the browser renders it.
+    explained = Page()
+    explained.feed(await chromium(tmp_path / "profile-explain", "--dump-dom", page_url + "/explain?user=alice%40contoso.com"))
+    assert explained.external == []
+    assert explained.text_by_id["access"].startswith("AskCody access: active (in scope)"), explained.text_by_id
+    assert [r["AskCody group"] for r in explained.rows("paths")] == ["Facility Management"]
+    assert any(c["what"].startswith("create user alice@contoso.com") for c in explained.rows("personchanges"))
 
     # The page a person sees, kept as a test artifact.
     ARTIFACTS.mkdir(exist_ok=True)
@@ -105,6 +114,11 @@ async def _check_page(
     await chromium(tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", page_url + "/")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+    explain_shot = ARTIFACTS / "explain-page.png"
+    explain_shot.unlink(missing_ok=True)
+    await chromium(tmp_path / "profile-explain-shot", f"--screenshot={explain_shot}", "--window-size=1280,900",
+                   page_url + "/explain?user=alice%40contoso.com")
+    assert explain_shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     async with httpx.AsyncClient(timeout=10) as client:
         r = await client.get(page_url + "/")
