@@ -31,9 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reactor import log
 from reactor.errors import ReactorError
+from reactor.explainpage import render_explain_problem, render_explanation
 from reactor.intake import Intake
 from reactor.service import Service
-from reactor.statuspage import CSS, render_explain_problem, render_explanation
+from reactor.statuspage import CSS
 
 STYLE_HASH = "sha256-" + b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 
