@@ -50,59 +50,56 @@ async def two(postgres_url: str) -> AsyncIterator[tuple[Counting, PostgresStore]
         await other.close()
 
 
+@pytest.fixture
+async def book(two: tuple[Counting, PostgresStore]) -> AsyncIterator[ClaimBook]:
+    book = ClaimBook(two[0], TTL)
+    book.start()
+    try:
+        yield book
+    finally:
+        await book.stop()
+
+
 def users(n: int) -> list[ClaimKey]:
     return [("user", f"{i:08d}-0000-4000-8000-000000000000") for i in range(n)]
 
 
-async def test_two_hundred_units_at_once_cost_a_couple_of_statements(two: tuple[Counting, PostgresStore]) -> None:
+async def test_two_hundred_units_at_once_cost_a_couple_of_statements(
+    two: tuple[Counting, PostgresStore], book: ClaimBook
+) -> None:
     counting, other = two
-    book = ClaimBook(counting, TTL)
-    book.start()
-    try:
-        keys = users(200)
-        book.note(keys[:150])  # journaled here: claimed ahead
-        results = await asyncio.gather(*(book.acquire([k]) for k in keys))
-        assert all(results)
-        assert len(counting.calls) <= 3, counting.calls
-        assert await other.claim(keys[:5], TTL) == [], "held in the database"
-        book.release(keys)
-        await book.flush()
-        assert await other.claim(keys[:5], TTL) == keys[:5]
-    finally:
-        await book.stop()
+    keys = users(200)
+    book.note(keys[:150])  # journaled here: claimed ahead
+    results = await asyncio.gather(*(book.acquire([k]) for k in keys))
+    assert all(results)
+    assert len(counting.calls) <= 3, counting.calls
+    assert await other.claim(keys[:5], TTL) == [], "held in the database"
+    book.release(keys)
+    await book.flush()
+    assert await other.claim(keys[:5], TTL) == keys[:5]
 
 
 async def test_a_key_given_up_and_wanted_again_is_never_lost_to_another_replica(
-    two: tuple[Counting, PostgresStore]
+    two: tuple[Counting, PostgresStore], book: ClaimBook
 ) -> None:
-    counting, other = two
-    book = ClaimBook(counting, TTL)
-    book.start()
-    try:
-        anna = users(1)
-        assert await book.acquire(anna)
-        book.release(anna)
-        assert await book.acquire(anna), "wanted again before the release was sent: kept"
-        assert await other.claim(anna, TTL) == []
-        book.release(anna)
-        await book.flush()
-        assert await other.claim(anna, TTL) == anna
-        assert not await book.acquire(anna), "another replica holds it now"
-    finally:
-        await book.stop()
+    other = two[1]
+    anna = users(1)
+    assert await book.acquire(anna)
+    book.release(anna)
+    assert await book.acquire(anna), "wanted again before the release was sent: kept"
+    assert await other.claim(anna, TTL) == []
+    book.release(anna)
+    await book.flush()
+    assert await other.claim(anna, TTL) == anna
+    assert not await book.acquire(anna), "another replica holds it now"
 
 
 async def test_a_claim_whose_answer_was_lost_is_released_so_it_cannot_block_others(
-    two: tuple[Counting, PostgresStore]
+    two: tuple[Counting, PostgresStore], book: ClaimBook
 ) -> None:
     counting, other = two
-    book = ClaimBook(counting, TTL)
-    book.start()
-    try:
-        bo = users(2)[1:]
-        counting.fail_next = 1
-        assert not await book.acquire(bo), "unknown outcome: not run"
-        await book.flush()
-        assert await other.claim(bo, TTL) == bo, "the doubtful claim was released"
-    finally:
-        await book.stop()
+    bo = users(2)[1:]
+    counting.fail_next = 1
+    assert not await book.acquire(bo), "unknown outcome: not run"
+    await book.flush()
+    assert await other.claim(bo, TTL) == bo, "the doubtful claim was released"

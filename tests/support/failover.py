@@ -28,7 +28,7 @@ import orjson
 from tests.proofs.proof_rig import Rig, process_rig
 from tests.support.eventually import eventually
 from tests.support.reactor_proc import ReactorProcess
-from tests.support.servers import free_port, serve_asgi
+from tests.support.servers import free_port, read_body, serve_asgi
 
 _HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -48,12 +48,7 @@ class Balancer:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.decode().lower() not in _HOP_HEADERS}

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from tests.support.servers import serve_asgi
+from tests.support.servers import read_body, serve_asgi
 
 HOP_BY_HOP = frozenset(
     {
@@ -161,12 +161,7 @@ class FaultProxy:
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"].removeprefix(self._prefix) or "/"
         request = ProxiedRequest(scope["method"], path, scope["query_string"].decode(), body)
         self.requests[(request.method, request.path)] += 1

@@ -63,3 +63,13 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         thread.join(15)
 
 
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI request (every ``http.request`` message)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
