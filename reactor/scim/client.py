@@ -54,6 +54,11 @@ from reactor.scim.resources import (
 SCIM_JSON = "application/scim+json"
 RETRY_TARGET = "askcody"
 MEMBER_BATCH = 100
+LISTED_ATTRIBUTES = ",".join([
+    "userName", "externalId", "active", "displayName", "name.givenName", "name.familyName", "emails",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter",
+])
+"""What a listing of every user asks for: what matching and planning read."""
 PAGE_SIZE = 100
 
 
@@ -262,6 +267,13 @@ class AskCodyClient:
             )
             self._email_filter = "emails.value eq {}"
             return await self._first("/Users", self._email_filter.format(quote(email)))
+
+    async def list_users(self) -> AsyncIterator[ScimUser]:
+        """Every user AskCody holds, paged (``count``/``startIndex``), with only the attributes the
+        matching and planning read (``attributes=``); without their groups."""
+        async for data in self._search("/Users", attributes=LISTED_ATTRIBUTES):
+            if "id" in data:
+                yield parse_user(data, groups=frozenset())
 
     async def get_user(self, scim_id: str, *, with_groups: bool = True) -> ScimUser:
         """The user by SCIM id, with its group memberships (NotFoundError when gone)."""

@@ -20,14 +20,15 @@ import orjson
 
 from reactor import log
 from reactor.config import Settings
-from reactor.domain.model import EntraUser
+from reactor.domain.model import EntraUser, ScimUser, UserAttributes
 from reactor.domain.operations import Operation
 from reactor.errors import NotFoundError, ReactorError
 from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
 from reactor.metrics import RECONCILE_DRIFT, RECONCILE_SECONDS
-from reactor.store.base import JournalItem, Store
+from reactor.scim.client import AskCodyClient
+from reactor.store.base import JournalItem, ObjectMapping, Store
 from reactor.sync.nesting import Nesting, Path, depths
-from reactor.sync.planner import UserPlan
+from reactor.sync.planner import UserPlan, attribute_changes
 
 AFFECTED_KEY = "groups:affected-users"
 """Store meta key: users affected by a groups-delta round whose membership changes are stored but
@@ -59,6 +60,7 @@ class GroupRounds:
     settings: Settings
     store: Store
     reader: GraphReader
+    scim: AskCodyClient
     enqueue: Callable[[Sequence[JournalItem]], Awaitable[None]] | None
     concurrency: int
     last_reconcile_at: float | None
@@ -68,13 +70,14 @@ class GroupRounds:
     if TYPE_CHECKING:  # provided by SyncEngine
 
         async def sync_user(
-            self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+            self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli", fresh: bool = False
         ) -> list[Operation]: ...
 
         async def plan(
             self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
             read_user: bool = True, group_ids: dict[str, str] | None = None,
             scope: Mapping[str, Mapping[str, Path]] | None = None, remember: bool = True,
+            fresh: bool | None = None,
         ) -> UserPlan: ...
 
         async def apply(
@@ -245,7 +248,7 @@ class GroupRounds:
         async def one(uid: str) -> None:
             async with sem:
                 try:
-                    await self.sync_user(uid, cause=cause, origin=origin)
+                    await self.sync_user(uid, cause=cause, origin=origin, fresh=origin == "reconcile")
                 except ReactorError as exc:
                     errors.append(exc)
 
@@ -270,6 +273,11 @@ class GroupRounds:
                 await self._queue_users(affected, cause, reconcile=True)
                 await self._groups_delta_done(rounds)
                 await self.reader.commit(udelta)
+            # What was changed by hand in AskCody: the users whose state there differs from the
+            # state last applied (queued as reconcile work, which reads AskCody afresh).
+            drifted = await self.drifted() - affected
+            await self._queue_users(drifted, cause, reconcile=True)
+            affected |= drifted
             self.last_reconcile_at = time.time()
             self.last_reconcile_error = None
             log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
@@ -279,6 +287,35 @@ class GroupRounds:
             raise
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def drifted(self) -> set[str]:
+        """The users we provisioned whose AskCody state differs from the one last applied, from one
+        paged listing of AskCody's users and one read of each configured group AskCody holds (not a
+        request per user)."""
+        mappings = [m for m in await self.store.mappings("user") if m.scim_id]
+        if not mappings:
+            return set()
+        group_ids = {gid: sid for gid, sid in (await self.group_ids()).items() if self.settings.group(gid) is not None}
+        listed = {u.id: u async for u in self.scim.list_users()}
+        members: dict[str, frozenset[str]] = {}
+        for sid in group_ids.values():
+            try:
+                members[sid] = (await self.scim.get_group(sid)).members
+            except NotFoundError:
+                members[sid] = frozenset()
+        out = set()
+        for m in mappings:
+            applied = applied_user(m, group_ids)
+            have = listed.get(m.scim_id)
+            if applied is None or have is None:
+                out.add(m.entra_id)
+                continue
+            groups = frozenset(sid for sid, ids in members.items() if m.scim_id in ids)
+            if _differs(applied, have) or groups != applied.groups:
+                out.add(m.entra_id)
+        if out:
+            log.event("reconcile_drift_found", users=len(out))
+        return out
 
     async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
         """Read from Graph every configured group and every group nested in one with ``nested = true``:
@@ -329,7 +366,8 @@ class GroupRounds:
         async def one(uid: str) -> UserPlan:
             async with sem:
                 return await self.plan(
-                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember
+                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember,
+                    fresh=True,
                 )
 
         plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
@@ -359,3 +397,36 @@ class GroupRounds:
         if failures:
             raise failures[0]
         return plans
+
+
+def _differs(applied: ScimUser, have: ScimUser) -> bool:
+    """AskCody's user differs from the state last applied (attributes or ``active``)."""
+    wanted = UserAttributes(
+        user_name=applied.user_name, external_id=applied.external_id or "", display_name=applied.display_name,
+        given_name=applied.given_name, family_name=applied.family_name, email=applied.email,
+        cost_center=applied.cost_center,
+    )
+    return bool(attribute_changes(wanted, have)) or applied.active != have.active
+
+
+def applied_user(mapping: ObjectMapping | None, group_ids: Mapping[str, str]) -> ScimUser | None:
+    """The AskCody user as the reactor last applied it (its mapping's state), or None when the store
+    does not know it well enough to plan from (no SCIM id yet, a state from before, a failed write)."""
+    if mapping is None or not mapping.scim_id:
+        return None
+    attributes = mapping.state.get("attributes")
+    active, groups = mapping.state.get("active"), mapping.state.get("groups")
+    if not isinstance(attributes, dict) or not isinstance(active, bool) or not isinstance(groups, list):
+        return None
+    try:
+        attrs = UserAttributes(**attributes)
+    except TypeError:
+        return None
+    scim_groups = frozenset(group_ids[g] for g in groups if g in group_ids)
+    if len(scim_groups) != len(groups):
+        return None  # a group it was put in is no longer known to be in AskCody
+    return ScimUser(
+        id=mapping.scim_id, user_name=attrs.user_name, external_id=attrs.external_id, active=active,
+        display_name=attrs.display_name, given_name=attrs.given_name, family_name=attrs.family_name,
+        email=attrs.email, cost_center=attrs.cost_center, groups=scim_groups,
+    )

@@ -379,3 +379,29 @@ async def test_a_reconcile_queues_the_known_users_that_changed_in_entra(rig: Rig
     await rig.notified("reconcile", "all")
     assert rig.queued_ids() == [ASE.id]
     assert rig.scim.writes == []  # queued for the workers, not written by the reconcile itself
+
+
+# writes without reads ------------------------------------------------------------------------------
+async def test_a_change_of_a_provisioned_user_is_planned_from_the_state_applied_without_asking_askcody(rig: Rig) -> None:
+    await rig.provisioned(ASE, G_FACILITY)
+    rig.scim.failing["get_user"] = rig.scim.failing["find_user"] = TransientError("AskCody must not be read")
+    rig.graph.change_user(ASE.id, cost_center="CC-0815")
+    await rig.notified("user", ASE.id)
+    assert rig.scim.writes == [("update_user", rig.scim.user(ASE.user_principal_name).id, {"cost_center": "CC-0815"})]
+
+
+async def test_a_write_that_finds_the_user_gone_from_askcody_reads_again_and_provisions_it_anew(rig: Rig) -> None:
+    await rig.provisioned(ASE, G_FACILITY)
+    gone = rig.scim.user(ASE.user_principal_name).id
+    await rig.scim.delete_user(gone)  # by hand, in AskCody
+    rig.scim.writes.clear()
+    rig.graph.change_user(ASE.id, display_name="Åse O'Brien")
+    await rig.notified("user", ASE.id)
+    back = rig.scim.user(ASE.user_principal_name)
+    assert back.id != gone and back.display_name == "Åse O'Brien" and back.active
+    assert rig.scim.member_names(FACILITY) == {ASE.user_principal_name}
+    assert [name for name, *_ in rig.scim.writes] == ["update_user", "create_user", "add_members"]
+    assert await rig.store.dead_letters() == []
+    audit = await rig.store.audit(ASE.id)
+    assert [(r.op, r.outcome) for r in audit][-2:] == [("create_user", "applied"), ("add_member", "applied")]
+    assert "update_user" not in [r.op for r in audit[-3:]]
