@@ -53,7 +53,7 @@ from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMapping, Store
-from reactor.sync.apply import Refusal, apply_operations
+from reactor.sync.apply import GroupCommit, Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths
 from reactor.sync.planner import UserPlan, plan_user, user_attributes
 from reactor.sync.rounds import NESTING_KEY, GroupRounds, applied_user
@@ -92,6 +92,8 @@ class SyncEngine(GroupRounds):
         """Entra user id → the optional attributes AskCody refused at the user's last write, and why
         (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
+        self.members = GroupCommit(scim)
+        """Membership writes of concurrent units batched into shared group PATCHes."""
         self._group_names: dict[str, str] = {}
         self._scope_cache: tuple[str | None, Scope] = (None, Nesting().scope(settings))
         # Delta rounds are read, stored and queued one at a time, and their deltaLinks kept only
@@ -280,7 +282,7 @@ class SyncEngine(GroupRounds):
             # unknown (answer lost, retries spent, process killed) and the user leaves scope before
             # the next attempt, the next plan still looks for it in AskCody and deprovisions it.
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, "", {"pending": "create"}, time.time()))
-        result = await apply_operations(self.scim, operations, group_ids=known)
+        result = await apply_operations(self.scim, operations, group_ids=known, members=self.members)
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:
                 await self.store.put_mapping(ObjectMapping("group", gid, scim_gid, {}, time.time()))

@@ -389,11 +389,17 @@ class GroupRounds:
                 log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
         plans = await self._plan_all(members, nesting)
         failures: list[BaseException] = []
-        for p in plans:
-            try:
-                RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
-            except ReactorError as exc:
-                failures.append(exc)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def apply(p: UserPlan) -> None:
+            # Concurrently, so that the membership writes of many users share group PATCHes.
+            async with sem:
+                try:
+                    RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
+                except ReactorError as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(apply(p) for p in plans))
         if failures:
             raise failures[0]
         return plans
