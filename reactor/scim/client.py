@@ -275,6 +275,12 @@ class AskCodyClient:
             if "id" in data:
                 yield parse_user(data, groups=frozenset())
 
+    async def count_users(self) -> int:
+        """How many users AskCody holds (``totalResults`` of a page of none: one request)."""
+        data = await self.request("GET", "/Users", params={"count": "0", "attributes": "id"})
+        total = data.get("totalResults") if isinstance(data, dict) else None
+        return total if isinstance(total, int) else 0
+
     async def get_user(self, scim_id: str, *, with_groups: bool = True) -> ScimUser:
         """The user by SCIM id, with its group memberships (NotFoundError when gone)."""
         data = await self.request("GET", f"/Users/{segment(scim_id)}")

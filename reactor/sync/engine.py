@@ -56,7 +56,7 @@ from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMappin
 from reactor.sync.apply import GroupCommit, Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths
 from reactor.sync.planner import UserPlan, plan_user, user_attributes
-from reactor.sync.rounds import NESTING_KEY, GroupRounds, applied_user
+from reactor.sync.rounds import NESTING_KEY, GroupRounds, ScimIndex, applied_user
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
@@ -92,6 +92,8 @@ class SyncEngine(GroupRounds):
         """Entra user id → the optional attributes AskCody refused at the user's last write, and why
         (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
+        self.index: ScimIndex | None = None
+        """The last listing of AskCody's users (a reconcile, a groups round with many new users)."""
         self.members = GroupCommit(scim)
         """Membership writes of concurrent units batched into shared group PATCHes."""
         self._group_names: dict[str, str] = {}
@@ -147,12 +149,14 @@ class SyncEngine(GroupRounds):
 
     async def plan(self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
                    read_user: bool = True, group_ids: dict[str, str] | None = None,
-                   scope: Scope | None = None, remember: bool = True, fresh: bool | None = None) -> UserPlan:
+                   scope: Scope | None = None, remember: bool = True, fresh: bool | None = None,
+                   index: ScimIndex | None = None) -> UserPlan:
         """Read fresh state (Graph, store) and plan one user. Changes nothing in AskCody.
 
         What AskCody holds is taken from the last state applied (the user's mapping) when the store
         knows it, without asking AskCody; AskCody is read when the store knows nothing of the user,
         or with ``fresh`` (default: when not ``remember``, so a dry run shows what AskCody holds).
+        ``index``: a listing of AskCody's users to match from instead (a full sync).
 
         ``groups``: the groups the user is a direct member of (default: from the store), configured or
         nested in configured ones; ``scope`` the nesting they are read through (default: the store's).
@@ -170,9 +174,21 @@ class SyncEngine(GroupRounds):
             # Never provisioned by us and not in scope: leave it alone without asking AskCody.
             return UserPlan(entra_id, facts, None, paths=paths)
         known = group_ids if group_ids is not None else await self.group_ids()
-        current = None if (not remember if fresh is None else fresh) else applied_user(mapping, known)
+        read_fresh = not remember if fresh is None else fresh
+        current = None if read_fresh else applied_user(mapping, known)
         from_state = current is not None
-        if current is None:
+        if index is None and mapping is None and remember and not read_fresh:
+            index = self.fresh_index()
+        if index is not None:
+            # Matched from the listing: no request. One that misses is created (a 409 then finds and
+            # adopts a user made since); one that hits is planned like a stale-able state.
+            current = index.users.get(mapping.scim_id) if mapping is not None and mapping.scim_id else None
+            if current is None:
+                current = index.find(entra_id, user.user_principal_name if user else None, user.mail if user else None)
+            from_state = current is not None
+            if current is not None and remember and (mapping is None or mapping.scim_id != current.id):
+                await self.store.put_mapping(ObjectMapping("user", entra_id, current.id, {}, time.time()))
+        elif current is None:
             current = await self._current(entra_id, user, mapping, remember=remember)
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)

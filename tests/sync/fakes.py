@@ -278,6 +278,10 @@ class FakeAskCody:
         for u in list(self.users.values()):
             yield dataclasses.replace(self._scim_user(u), groups=frozenset())
 
+    async def count_users(self) -> int:
+        self._check("list_users")
+        return len(self.users)
+
     async def get_group(self, scim_id: str) -> ScimGroup:
         self._check("get_group")
         if scim_id not in self.groups:
