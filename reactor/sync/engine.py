@@ -55,7 +55,7 @@ from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMapping, Store
 from reactor.sync.apply import GroupCommit, Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths
-from reactor.sync.planner import UserPlan, plan_user, user_attributes
+from reactor.sync.planner import UserPlan, current_attributes, owned, plan_user, user_attributes
 from reactor.sync.rounds import NESTING_KEY, GroupRounds, ScimIndex, applied_user
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
@@ -283,6 +283,12 @@ class SyncEngine(GroupRounds):
     ) -> list[Operation]:
         if not plan.operations:
             self.attribute_failures.pop(plan.entra_id, None)
+            if plan.current is not None and not plan.from_state:
+                # Read from AskCody and nothing to do: keep what it holds as the state to plan from.
+                mapping = await self.store.get_mapping("user", plan.entra_id)
+                state = _applied_state(plan)
+                if mapping is not None and mapping.scim_id == plan.current.id and mapping.state != state:
+                    await self.store.put_mapping(ObjectMapping("user", plan.entra_id, plan.current.id, state, time.time()))
             return []
         ensured: list[EnsureGroup] = []
         try:
@@ -320,7 +326,7 @@ class SyncEngine(GroupRounds):
             # are wanted: that plan reads AskCody afresh, as it does after a failure.
             state = {} if result.refused else _applied_state(plan)
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, state, time.time()))
-        elif scim_id is not None and plan.from_state:
+        elif scim_id is not None:
             # Failed part way: what AskCody holds is no longer known; the next plan reads it.
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, {}, time.time()))
         who = plan.who
@@ -391,14 +397,19 @@ class SyncEngine(GroupRounds):
 
 
 def _applied_state(plan: UserPlan) -> dict[str, Any]:
-    """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping)."""
+    """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping,
+    and planned from next time): in scope, Entra's attributes, ``active`` = accountEnabled and the
+    groups in scope; out of scope, the attributes AskCody held (left as they were), inactive when we
+    deprovisioned it (a user we own), and no configured group."""
     user = plan.facts.user
     in_scope = user is not None and user.state == "present" and bool(plan.facts.groups)
-    return {
-        "attributes": user_attributes(user).as_dict() if user is not None else None,
-        "active": bool(in_scope and user is not None and user.account_enabled),
-        "groups": sorted(plan.facts.groups) if in_scope else [],
-    }
+    if in_scope and user is not None:
+        return {"attributes": user_attributes(user).as_dict(), "active": user.account_enabled,
+                "groups": sorted(plan.facts.groups)}
+    if plan.current is None:
+        return {}
+    return {"attributes": current_attributes(plan.current),
+            "active": False if owned(plan.facts, plan.current) else plan.current.active, "groups": []}
 
 
 STALE_STATUSES = (404, 409, 412)

@@ -327,10 +327,8 @@ class GroupRounds:
     async def _index_for(self, users: Iterable[str]) -> None:
         """List AskCody's users once (:class:`ScimIndex`) when that costs fewer requests than looking
         up, one request each, the ``users`` the store knows nothing of."""
-        unknown = 0
-        for uid in users:
-            if await self.store.get_mapping("user", uid) is None:
-                unknown += 1
+        known = {m.entra_id for m in await self.store.mappings("user")}
+        unknown = len(set(users) - known)
         if unknown < 2:
             return
         total = await self.scim.count_users()
