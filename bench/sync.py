@@ -13,7 +13,7 @@
     ``orjson.loads``, ``parse_user`` and the delta accumulator (the rest: HTTP, SDK adapter, paging),
     and the peak RSS (``resource.getrusage``) against the RSS before the round.
 
-    python bench/sync.py [--users 10000] [--users-full 100000] [--rate 25] [--only a|b]
+    python bench/sync.py [--users 10000] [--users-full 100000] [--rate 25] [--only a|b] [--workers N]
 
 (a) is bound by the rate: 10,000 users at 25 req/s take at least 400 s, more with the lookups.
 """
@@ -73,7 +73,7 @@ def askcody_limit(proxy: FaultProxy, rate: float) -> None:
 
 @contextlib.asynccontextmanager
 async def bulk_stack(
-    n: int, rate: float, limit: float, tmp: Path
+    n: int, rate: float, limit: float, tmp: Path, workers: int | None = None
 ) -> AsyncIterator[tuple[Stack, FaultProxy, Any, str, list[str]]]:
     sim = GraphSimulator(token=TOKEN)
     group = sim.add_group(display_name="Bench group")
@@ -86,7 +86,8 @@ async def bulk_stack(
         askcody_limit(proxy, limit)
         async with local_stack(
             sim, {group: ("Bench group", "role")}, tmp / "reactor.db", scim_url=proxy.url, scim_token=server.token,
-            askcody={"max_requests_per_second": rate}, sync={"reconcile_interval_seconds": 86_400.0},
+            askcody={"max_requests_per_second": rate},
+            sync={"reconcile_interval_seconds": 86_400.0, **({"workers": workers} if workers else {})},
         ) as stack:
             yield stack, proxy, server, group, users
 
@@ -126,9 +127,9 @@ def showing_progress(check: Callable[[], bool], progress: Callable[[], str], eve
     return checked
 
 
-async def bulk_add(n: int, rate: float, limit: float, timeout: float | None) -> None:
+async def bulk_add(n: int, rate: float, limit: float, timeout: float | None, workers: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
-        async with bulk_stack(n, rate, limit, Path(tmp_s)) as (stack, proxy, server, group, users):
+        async with bulk_stack(n, rate, limit, Path(tmp_s), workers) as (stack, proxy, server, group, users):
             sim = stack.sim
             await eventually(
                 lambda: len(sim.subscriptions) == 2 and stack.engine.last_reconcile_at is not None, "start-up", 60, 0.2
@@ -170,7 +171,8 @@ async def bulk_add(n: int, rate: float, limit: float, timeout: float | None) -> 
             graph = sim.calls - calls_before
             dead = len(await stack.service.store.dead_letters())
     bound = n / rate
-    print(f"(a) {n} users added to one group, reactor at {rate:g} req/s, AskCody limit {limit:g} req/s"
+    print(f"(a) {n} users added to one group, reactor at {rate:g} req/s, AskCody limit {limit:g} req/s, "
+          f"sync.workers {workers or 'default'}"
           + ("" if complete else f"  -- INCOMPLETE: {done} of {n} members after {wall:.0f} s"))
     print(f"    wall time              {wall:9.1f} s")
     print(f"    bound (creates / rate) {bound:9.1f} s   wall / bound = {wall / bound:.2f}")
@@ -282,6 +284,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=25.0, help="askcody.max_requests_per_second of the reactor")
     ap.add_argument("--askcody-limit", type=float, default=None, help="AskCody's limit in req/s (default: --rate)")
     ap.add_argument("--only", choices=("a", "b"), help="run one part")
+    ap.add_argument("--workers", type=int, default=None, help="sync.workers of the reactor in (a) (default: the config's)")
     ap.add_argument("--timeout", type=float, default=None, help="give (a) up after this many seconds (default: 20 x bound + 300)")
     args = ap.parse_args()
     log.configure("error")
@@ -289,7 +292,7 @@ def main() -> None:
     if args.only in (None, "b"):
         asyncio.run(full_round(args.users_full))
     if args.only in (None, "a"):
-        asyncio.run(bulk_add(args.users, args.rate, args.askcody_limit or args.rate, args.timeout))
+        asyncio.run(bulk_add(args.users, args.rate, args.askcody_limit or args.rate, args.timeout, args.workers))
 
 
 if __name__ == "__main__":

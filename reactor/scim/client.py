@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -48,11 +48,17 @@ from reactor.scim.resources import (
     quote,
     resources,
     user_body,
+    work_email,
 )
 
 SCIM_JSON = "application/scim+json"
 RETRY_TARGET = "askcody"
 MEMBER_BATCH = 100
+LISTED_ATTRIBUTES = ",".join([
+    "userName", "externalId", "active", "displayName", "name.givenName", "name.familyName", "emails",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter",
+])
+"""What a listing of every user asks for: what matching and planning read."""
 PAGE_SIZE = 100
 
 
@@ -96,6 +102,8 @@ class AskCodyClient:
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._email_filter = 'emails[type eq "work"].value eq {}'
         self._member_filter = "members[value eq {}]"
+        self._or_filter = True
+        """False once AskCody refused a filter with ``or``: one request per key from then on."""
 
     async def __aenter__(self) -> AskCodyClient:
         return self
@@ -214,9 +222,21 @@ class AskCodyClient:
     ) -> ScimUser | None:
         """The user matched by ``externalId``, else ``userName``, else work e-mail; None when none.
 
-        The e-mail filter is ``emails[type eq "work"].value eq …``; when AskCody refuses that complex
-        filter, ``emails.value eq …`` is used from then on.
+        One request: a filter with ``or`` over the keys given, the precedence applied to the users it
+        returns. When AskCody refuses ``or`` (400/501), one request per key from then on (this client's
+        lifetime). The e-mail filter is ``emails[type eq "work"].value eq …``; when AskCody refuses that
+        complex filter, ``emails.value eq …`` is used from then on.
         """
+        if self._or_filter:
+            try:
+                data = await self._find_by_any(external_id, user_name, email)
+            except ScimError as exc:
+                if exc.status not in (400, 501):
+                    raise
+                log.event("scim_filter_fallback", filter="or", now="one filter per key", scim_type=exc.scim_type)
+                self._or_filter = False
+            else:
+                return None if data is None else await self._user(data, with_groups)
         data = await self._first("/Users", f"externalId eq {quote(external_id)}")
         if data is None and user_name:
             data = await self._first("/Users", f"userName eq {quote(user_name)}")
@@ -225,6 +245,16 @@ class AskCodyClient:
         if data is None:
             return None
         return await self._user(data, with_groups)
+
+    async def _find_by_any(self, external_id: str, user_name: str | None, email: str | None) -> dict[str, Any] | None:
+        """One ``or`` filter over the keys; the best match by precedence (externalId, userName, e-mail)."""
+        terms = [f"externalId eq {quote(external_id)}"]
+        if user_name:
+            terms.append(f"userName eq {quote(user_name)}")
+        if email:
+            terms.append(self._email_filter.format(quote(email)))
+        found = resources(await self.request("GET", "/Users", params={"filter": " or ".join(terms)}))
+        return best_match(found, external_id, user_name, email)
 
     async def _find_by_email(self, email: str) -> dict[str, Any] | None:
         try:
@@ -237,6 +267,19 @@ class AskCodyClient:
             )
             self._email_filter = "emails.value eq {}"
             return await self._first("/Users", self._email_filter.format(quote(email)))
+
+    async def list_users(self) -> AsyncIterator[ScimUser]:
+        """Every user AskCody holds, paged (``count``/``startIndex``), with only the attributes the
+        matching and planning read (``attributes=``); without their groups."""
+        async for data in self._search("/Users", attributes=LISTED_ATTRIBUTES):
+            if "id" in data:
+                yield parse_user(data, groups=frozenset())
+
+    async def count_users(self) -> int:
+        """How many users AskCody holds (``totalResults`` of a page of none: one request)."""
+        data = await self.request("GET", "/Users", params={"count": "0", "attributes": "id"})
+        total = data.get("totalResults") if isinstance(data, dict) else None
+        return total if isinstance(total, int) else 0
 
     async def get_user(self, scim_id: str, *, with_groups: bool = True) -> ScimUser:
         """The user by SCIM id, with its group memberships (NotFoundError when gone)."""
@@ -391,6 +434,32 @@ class AskCodyClient:
                     except ScimError as one:
                         if one.scim_type != "noTarget":
                             raise
+
+
+def best_match(
+    found: Iterable[dict[str, Any]], external_id: str, user_name: str | None, email: str | None
+) -> dict[str, Any] | None:
+    """Of the users ``found``, the one matched by ``externalId``, else by ``userName``, else by work
+    e-mail (the first of each kind; keys compared without letter case, as SCIM compares them)."""
+    candidates = list(found)
+
+    def first(key: Callable[[dict[str, Any]], str | None], wanted: str | None) -> dict[str, Any] | None:
+        if not wanted:
+            return None
+        hits = [u for u in candidates if (key(u) or "").casefold() == wanted.casefold()]
+        if len(hits) > 1:
+            log.event("scim_filter_ambiguous", level="warning", endpoint="/Users", matches=len(hits))
+        return hits[0] if hits else None
+
+    return (
+        first(lambda u: _text(u.get("externalId")), external_id)
+        or first(lambda u: _text(u.get("userName")), user_name)
+        or first(lambda u: work_email(u.get("emails")), email)
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def segment(value: str) -> str:

@@ -6,7 +6,8 @@ group while each user's order still holds:
 
 1. ``EnsureGroup`` (each group once);
 2. ``CreateUser``, ``UpdateUser``, ``SetActive(True)``;
-3. ``AddMember``, one PATCH per group for many users;
+3. ``AddMember``, one PATCH per group for many users (and, through a :class:`GroupCommit`, for the
+   users of many concurrent calls);
 4. ``RemoveMember``, per group likewise;
 5. ``SetActive(False)``, ``DeleteUser`` (deprovisioning last, after the member removals).
 
@@ -23,11 +24,12 @@ was left out is reported in :attr:`ApplyResult.refused`; the operation counts as
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from reactor import log
 from reactor.domain.model import ScimUser, UserAttributes
@@ -43,9 +45,9 @@ from reactor.domain.operations import (
     entra_user_of,
     kind,
 )
-from reactor.errors import PermanentError, ReactorError
+from reactor.errors import PermanentError, ReactorError, TransientError
 from reactor.metrics import CHANGES_APPLIED
-from reactor.scim.client import AskCodyClient, ScimError
+from reactor.scim.client import MEMBER_BATCH, AskCodyClient, ScimError
 from reactor.sync.planner import attribute_changes
 
 T = TypeVar("T")
@@ -95,14 +97,120 @@ class ApplyResult:
         return not self.failures
 
 
+class MemberWriter(Protocol):
+    """Where membership writes go: the client itself, or a :class:`GroupCommit` in front of it."""
+
+    async def add_members(self, scim_group_id: str, user_ids: Iterable[str]) -> None: ...
+
+    async def remove_members(self, scim_group_id: str, user_ids: Iterable[str]) -> None: ...
+
+
+class GroupCommit:
+    """Membership writes of many callers (the units of many users) carried by one group PATCH.
+
+    A caller's adds (or removes) wait in the group's queue; one drain per group and direction sends
+    what has gathered, at most ``batch`` members a PATCH, while the next callers gather behind it
+    (after ``linger`` seconds for the first ones to be joined by others). Each caller gets the outcome
+    of the PATCH that carried its members: a transient failure (left after the client's retries) is
+    every caller's, so each unit is run again; a permanent one is isolated: the members of that batch
+    are sent once more caller by caller, so that one refused member fails only its own user. Adds and
+    removes of one group go in separate PATCHes; a user's own writes are in order because its unit
+    waits for each before the next (and the dispatcher never runs a user twice at once).
+    """
+
+    def __init__(self, client: MemberWriter, *, batch: int = MEMBER_BATCH, linger: float = 0.05) -> None:
+        self.client = client
+        self.batch = batch
+        self.linger = linger
+        self._queues: dict[tuple[str, bool], deque[tuple[list[str], asyncio.Future[None]]]] = {}
+        self._drains: dict[tuple[str, bool], asyncio.Task[None]] = {}
+
+    async def add_members(self, scim_group_id: str, user_ids: Iterable[str]) -> None:
+        await self._submit((scim_group_id, True), list(user_ids))
+
+    async def remove_members(self, scim_group_id: str, user_ids: Iterable[str]) -> None:
+        await self._submit((scim_group_id, False), list(user_ids))
+
+    async def _submit(self, key: tuple[str, bool], user_ids: list[str]) -> None:
+        if not user_ids:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(key, deque()).append((user_ids, future))
+        if key not in self._drains:
+            self._drains[key] = asyncio.create_task(self._drain(key), name=f"group-commit-{key[0]}")
+        await future
+
+    async def _drain(self, key: tuple[str, bool]) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                if sum(len(ids) for ids, _ in queue) < self.batch:
+                    await asyncio.sleep(self.linger)  # lets the members of other units join this PATCH
+                taken: list[tuple[list[str], asyncio.Future[None]]] = []
+                count = 0
+                while queue and (not taken or count + len(queue[0][0]) <= self.batch):
+                    ids, future = queue.popleft()
+                    if future.done():  # its caller was cancelled
+                        continue
+                    taken.append((ids, future))
+                    count += len(ids)
+                if taken:
+                    await self._send(key, taken)
+        except BaseException as exc:
+            for _, future in queue:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else TransientError("stopped"))
+            raise
+        finally:
+            del self._drains[key]
+            if not queue:
+                self._queues.pop(key, None)
+
+    async def _send(self, key: tuple[str, bool], taken: list[tuple[list[str], asyncio.Future[None]]]) -> None:
+        group_id, add = key
+        write = self.client.add_members if add else self.client.remove_members
+        try:
+            await write(group_id, [uid for ids, _ in taken for uid in ids])
+        except ReactorError as exc:
+            if isinstance(exc, TransientError) or len(taken) == 1:
+                _settle(taken, exc)
+                return
+            log.event("group_commit_isolating", level="warning", group=group_id, callers=len(taken), error=str(exc))
+            for one in taken:
+                try:
+                    await write(group_id, one[0])
+                except ReactorError as own:
+                    _settle([one], own)
+                else:
+                    _settle([one], None)
+            return
+        except BaseException as exc:
+            _settle(taken, exc if isinstance(exc, Exception) else TransientError("stopped"))
+            raise
+        _settle(taken, None)
+
+
+def _settle(taken: Sequence[tuple[list[str], asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, future in taken:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
 async def apply_operations(
     client: AskCodyClient,
     operations: Sequence[Operation],
     *,
     group_ids: Mapping[str, str] | None = None,
+    members: MemberWriter | None = None,
 ) -> ApplyResult:
-    """Apply ``operations``; ``group_ids`` (Entra → SCIM group id) are the groups already known."""
+    """Apply ``operations``; ``group_ids`` (Entra → SCIM group id) are the groups already known;
+    ``members`` takes the membership writes (default: the client, one PATCH per group of this call)."""
     result = ApplyResult(group_ids=dict(group_ids or {}))
+    writer: MemberWriter = members if members is not None else client
 
     def blocked(op: Operation) -> bool:
         user = entra_user_of(op)
@@ -144,8 +252,8 @@ async def apply_operations(
             continue
         done(op)
 
-    await _members(client, [op for op in operations if isinstance(op, AddMember)], result, blocked, done, add=True)
-    await _members(client, [op for op in operations if isinstance(op, RemoveMember)], result, blocked, done, add=False)
+    await _members(writer, [op for op in operations if isinstance(op, AddMember)], result, blocked, done, add=True)
+    await _members(writer, [op for op in operations if isinstance(op, RemoveMember)], result, blocked, done, add=False)
 
     for op in operations:
         if not isinstance(op, DeleteUser) and not (isinstance(op, SetActive) and not op.active):
@@ -173,7 +281,7 @@ def _unique_groups(operations: Sequence[Operation]) -> list[EnsureGroup]:
 
 
 async def _members(
-    client: AskCodyClient,
+    client: MemberWriter,
     ops: list[AddMember] | list[RemoveMember],
     result: ApplyResult,
     blocked: Callable[[Operation], bool],

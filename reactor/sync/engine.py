@@ -47,16 +47,16 @@ from reactor.domain.operations import (
     kind,
 )
 from reactor.domain.work import WorkUnit
-from reactor.errors import NotFoundError, TransientError
+from reactor.errors import ConflictError, NotFoundError, TransientError
 from reactor.graph.reader import GraphReader
 from reactor.metrics import APPLY_LAG_SECONDS, ATTRIBUTES_REFUSED, DEAD_LETTERED, RECONCILE_DRIFT
 from reactor.scim.client import AskCodyClient
 from reactor.scim.resources import ATTRIBUTE_PATHS
 from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMapping, Store
-from reactor.sync.apply import Refusal, apply_operations
+from reactor.sync.apply import GroupCommit, Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths
-from reactor.sync.planner import UserPlan, plan_user, user_attributes
-from reactor.sync.rounds import NESTING_KEY, GroupRounds
+from reactor.sync.planner import UserPlan, current_attributes, owned, plan_user, user_attributes
+from reactor.sync.rounds import NESTING_KEY, GroupRounds, ScimIndex, applied_user
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
@@ -92,6 +92,10 @@ class SyncEngine(GroupRounds):
         """Entra user id → the optional attributes AskCody refused at the user's last write, and why
         (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
+        self.index: ScimIndex | None = None
+        """The last listing of AskCody's users (a reconcile, a groups round with many new users)."""
+        self.members = GroupCommit(scim)
+        """Membership writes of concurrent units batched into shared group PATCHes."""
         self._group_names: dict[str, str] = {}
         self._scope_cache: tuple[str | None, Scope] = (None, Nesting().scope(settings))
         # Delta rounds are read, stored and queued one at a time, and their deltaLinks kept only
@@ -111,7 +115,8 @@ class SyncEngine(GroupRounds):
                 | {int(s) for e in unit.entries if isinstance(e.payload, dict) for s in e.payload.get("caused_by", ())}
             )
             for uid in unit.object_ids:
-                applied = await self.sync_user(uid, cause=cause, seqs=seqs, origin=origin)
+                # A reconcile's unit reads AskCody afresh: it repairs what was changed there by hand.
+                applied = await self.sync_user(uid, cause=cause, seqs=seqs, origin=origin, fresh=from_reconcile)
                 if applied and from_reconcile:
                     RECONCILE_DRIFT.inc(len(applied))
                 elif applied and unit.entries:
@@ -144,8 +149,14 @@ class SyncEngine(GroupRounds):
 
     async def plan(self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
                    read_user: bool = True, group_ids: dict[str, str] | None = None,
-                   scope: Scope | None = None, remember: bool = True) -> UserPlan:
-        """Read fresh state (Graph, store, AskCody) and plan one user. Changes nothing in AskCody.
+                   scope: Scope | None = None, remember: bool = True, fresh: bool | None = None,
+                   index: ScimIndex | None = None) -> UserPlan:
+        """Read fresh state (Graph, store) and plan one user. Changes nothing in AskCody.
+
+        What AskCody holds is taken from the last state applied (the user's mapping) when the store
+        knows it, without asking AskCody; AskCody is read when the store knows nothing of the user,
+        or with ``fresh`` (default: when not ``remember``, so a dry run shows what AskCody holds).
+        ``index``: a listing of AskCody's users to match from instead (a full sync).
 
         ``groups``: the groups the user is a direct member of (default: from the store), configured or
         nested in configured ones; ``scope`` the nesting they are read through (default: the store's).
@@ -162,11 +173,27 @@ class SyncEngine(GroupRounds):
         if not facts.groups and mapping is None:
             # Never provisioned by us and not in scope: leave it alone without asking AskCody.
             return UserPlan(entra_id, facts, None, paths=paths)
-        current = await self._current(entra_id, user, mapping, remember=remember)
         known = group_ids if group_ids is not None else await self.group_ids()
+        read_fresh = not remember if fresh is None else fresh
+        current = None if read_fresh else applied_user(mapping, known)
+        from_state = current is not None
+        if index is None and mapping is None and remember and not read_fresh:
+            index = self.fresh_index()
+        if index is not None:
+            # Matched from the listing: no request. One that misses is created (a 409 then finds and
+            # adopts a user made since); one that hits is planned like a stale-able state.
+            current = index.users.get(mapping.scim_id) if mapping is not None and mapping.scim_id else None
+            if current is None:
+                current = index.find(entra_id, user.user_principal_name if user else None, user.mail if user else None)
+            from_state = current is not None
+            if current is not None and remember and (mapping is None or mapping.scim_id != current.id):
+                await self.store.put_mapping(ObjectMapping("user", entra_id, current.id, {}, time.time()))
+        elif current is None:
+            current = await self._current(entra_id, user, mapping, remember=remember)
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
-        return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping), paths=paths)
+        return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping), paths=paths,
+                        from_state=from_state)
 
     async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
         """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
@@ -242,12 +269,13 @@ class SyncEngine(GroupRounds):
         return known
 
     async def sync_user(
-        self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+        self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli", fresh: bool = False
     ) -> list[Operation]:
         """Bring one user in AskCody in line with Entra. Returns the operations applied.
 
-        ``cause`` says why in words, ``origin`` what kind of cause it is (the audit's ``cause``)."""
-        plan = await self.plan(entra_id)
+        ``cause`` says why in words, ``origin`` what kind of cause it is (the audit's ``cause``);
+        ``fresh``: read what AskCody holds instead of trusting the last state applied."""
+        plan = await self.plan(entra_id, fresh=fresh)
         return await self.apply(plan, cause=cause, seqs=seqs, origin=origin)
 
     async def apply(
@@ -255,6 +283,12 @@ class SyncEngine(GroupRounds):
     ) -> list[Operation]:
         if not plan.operations:
             self.attribute_failures.pop(plan.entra_id, None)
+            if plan.current is not None and not plan.from_state:
+                # Read from AskCody and nothing to do: keep what it holds as the state to plan from.
+                mapping = await self.store.get_mapping("user", plan.entra_id)
+                state = _applied_state(plan)
+                if mapping is not None and mapping.scim_id == plan.current.id and mapping.state != state:
+                    await self.store.put_mapping(ObjectMapping("user", plan.entra_id, plan.current.id, state, time.time()))
             return []
         ensured: list[EnsureGroup] = []
         try:
@@ -270,15 +304,31 @@ class SyncEngine(GroupRounds):
             # unknown (answer lost, retries spent, process killed) and the user leaves scope before
             # the next attempt, the next plan still looks for it in AskCody and deprovisions it.
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, "", {"pending": "create"}, time.time()))
-        result = await apply_operations(self.scim, operations, group_ids=known)
+        result = await apply_operations(self.scim, operations, group_ids=known, members=self.members)
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:
                 await self.store.put_mapping(ObjectMapping("group", gid, scim_gid, {}, time.time()))
+        stale = _stale(result.failures.get(plan.entra_id)) if plan.from_state else None
+        if stale is not None:
+            # Planned from the last state applied, and AskCody says it no longer holds (404) or holds
+            # otherwise (409, 412): read it afresh and plan once more.
+            log.event("scim_state_stale", entra_id=plan.entra_id, status=stale, cause=cause)
+            await self.store.record_audit(
+                [self._audit(op, plan, "", cause=cause, origin=origin, seqs=seqs) for op in result.applied]
+            )
+            again = await self.plan(plan.entra_id, user=plan.facts.user, read_user=False, fresh=True)
+            return list(result.applied) + await self.apply(again, cause=cause, seqs=seqs, origin=origin)
         scim_id = result.user_ids.get(plan.entra_id) or (plan.current.id if plan.current else None)
         if any(isinstance(op, DeleteUser) for op in result.applied):
             await self.store.delete_mapping("user", plan.entra_id)
         elif scim_id is not None and plan.entra_id not in result.failures:
-            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, _applied_state(plan), time.time()))
+            # The state the next plan starts from. Attributes AskCody refused are not in it as they
+            # are wanted: that plan reads AskCody afresh, as it does after a failure.
+            state = {} if result.refused else _applied_state(plan)
+            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, state, time.time()))
+        elif scim_id is not None:
+            # Failed part way: what AskCody holds is no longer known; the next plan reads it.
+            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, {}, time.time()))
         who = plan.who
         refused = {r.entra_id: self._refused(r, who, cause) for r in result.refused}
         rows: list[AuditRow] = []
@@ -347,14 +397,32 @@ class SyncEngine(GroupRounds):
 
 
 def _applied_state(plan: UserPlan) -> dict[str, Any]:
-    """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping)."""
+    """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping,
+    and planned from next time): in scope, Entra's attributes, ``active`` = accountEnabled and the
+    groups in scope; out of scope, the attributes AskCody held (left as they were), inactive when we
+    deprovisioned it (a user we own), and no configured group."""
     user = plan.facts.user
     in_scope = user is not None and user.state == "present" and bool(plan.facts.groups)
-    return {
-        "attributes": user_attributes(user).as_dict() if user is not None else None,
-        "active": bool(in_scope and user is not None and user.account_enabled),
-        "groups": sorted(plan.facts.groups) if in_scope else [],
-    }
+    if in_scope and user is not None:
+        return {"attributes": user_attributes(user).as_dict(), "active": user.account_enabled,
+                "groups": sorted(plan.facts.groups)}
+    if plan.current is None:
+        return {}
+    return {"attributes": current_attributes(plan.current),
+            "active": False if owned(plan.facts, plan.current) else plan.current.active, "groups": []}
+
+
+STALE_STATUSES = (404, 409, 412)
+
+
+def _stale(error: BaseException | None) -> int | None:
+    """The status of a failed write that says the state planned from is stale, else None."""
+    status = getattr(error, "status", None)
+    if isinstance(error, NotFoundError):
+        return 404
+    if isinstance(error, ConflictError):
+        return 409
+    return status if status in STALE_STATUSES else None
 
 
 def _applied_user_name(mapping: ObjectMapping | None) -> str:

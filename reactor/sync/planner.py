@@ -220,6 +220,8 @@ class UserPlan:
     """The userName last applied to AskCody (from the mapping's state): names a user Graph no longer knows."""
     paths: dict[str, Path] = field(default_factory=dict)
     """Configured group in scope → the groups from it down to the one the user is a direct member of."""
+    from_state: bool = False
+    """``current`` is the state last applied (from the store), not read from AskCody."""
 
     @property
     def who(self) -> str:

@@ -10,6 +10,7 @@ The membership changes of the configured groups and of the groups nested in them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -20,14 +21,15 @@ import orjson
 
 from reactor import log
 from reactor.config import Settings
-from reactor.domain.model import EntraUser
+from reactor.domain.model import EntraUser, ScimUser, UserAttributes
 from reactor.domain.operations import Operation
 from reactor.errors import NotFoundError, ReactorError
 from reactor.graph.reader import GraphReader, GroupMembers, GroupsDelta, chunks
 from reactor.metrics import RECONCILE_DRIFT, RECONCILE_SECONDS
-from reactor.store.base import JournalItem, Store
+from reactor.scim.client import PAGE_SIZE, AskCodyClient
+from reactor.store.base import JournalItem, ObjectMapping, Store
 from reactor.sync.nesting import Nesting, Path, depths
-from reactor.sync.planner import UserPlan
+from reactor.sync.planner import UserPlan, attribute_changes
 
 AFFECTED_KEY = "groups:affected-users"
 """Store meta key: users affected by a groups-delta round whose membership changes are stored but
@@ -39,6 +41,38 @@ MAX_NESTING_ROUNDS = 32
 one meets: every round reads all the newly found levels)."""
 Write = tuple[str, list[str], list[str] | None]
 """A membership write: (group, added or all members, removed or None: replace)."""
+
+
+INDEX_SECONDS = 600.0
+"""How long a listing of AskCody's users (:class:`ScimIndex`) stands in for lookups of new users."""
+
+
+@dataclass
+class ScimIndex:
+    """Every user AskCody held at ``at`` (one paged listing), with their memberships in the
+    configured groups (one read of each): the lookups of many users at once without a request each."""
+
+    users: dict[str, ScimUser]
+    at: float
+
+    @classmethod
+    def of(cls, users: Iterable[ScimUser], at: float) -> ScimIndex:
+        return cls({u.id: u for u in users}, at)
+
+    def __post_init__(self) -> None:
+        self._keys: dict[tuple[str, str], str] = {}
+        for u in self.users.values():
+            for key, value in (("x", u.external_id), ("n", u.user_name), ("e", u.email)):
+                if value:
+                    self._keys.setdefault((key, value.casefold()), u.id)
+
+    def find(self, external_id: str, user_name: str | None, email: str | None) -> ScimUser | None:
+        """The user matched by externalId, else userName, else work e-mail (as the lookup matches)."""
+        for key, value in (("x", external_id), ("n", user_name), ("e", email)):
+            found = self._keys.get((key, value.casefold())) if value else None
+            if found is not None:
+                return self.users[found]
+        return None
 
 
 @dataclass(frozen=True)
@@ -59,22 +93,25 @@ class GroupRounds:
     settings: Settings
     store: Store
     reader: GraphReader
+    scim: AskCodyClient
     enqueue: Callable[[Sequence[JournalItem]], Awaitable[None]] | None
     concurrency: int
     last_reconcile_at: float | None
     last_reconcile_error: str | None
     _delta_lock: asyncio.Lock
+    index: ScimIndex | None
 
     if TYPE_CHECKING:  # provided by SyncEngine
 
         async def sync_user(
-            self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli"
+            self, entra_id: str, *, cause: str, seqs: Sequence[int] = (), origin: str = "cli", fresh: bool = False
         ) -> list[Operation]: ...
 
         async def plan(
             self, entra_id: str, *, groups: frozenset[str] | None = None, user: EntraUser | None = None,
             read_user: bool = True, group_ids: dict[str, str] | None = None,
             scope: Mapping[str, Mapping[str, Path]] | None = None, remember: bool = True,
+            fresh: bool | None = None, index: ScimIndex | None = None,
         ) -> UserPlan: ...
 
         async def apply(
@@ -90,6 +127,7 @@ class GroupRounds:
         """One groups-delta round: store membership changes, queue the affected users. Returns them."""
         async with self._delta_lock:
             rounds = await self._store_group_changes()
+            await self._index_for(rounds.affected)
             await self._queue_users(rounds.affected, f"{cause}; groups delta", received_at=received_at, caused_by=caused_by)
             await self._groups_delta_done(rounds)
         return rounds.affected
@@ -245,7 +283,7 @@ class GroupRounds:
         async def one(uid: str) -> None:
             async with sem:
                 try:
-                    await self.sync_user(uid, cause=cause, origin=origin)
+                    await self.sync_user(uid, cause=cause, origin=origin, fresh=origin == "reconcile")
                 except ReactorError as exc:
                     errors.append(exc)
 
@@ -267,9 +305,15 @@ class GroupRounds:
                     affected |= known
                 else:
                     affected |= {u.id for u in udelta.users if u.id in known}
+                await self._index_for(affected)
                 await self._queue_users(affected, cause, reconcile=True)
                 await self._groups_delta_done(rounds)
                 await self.reader.commit(udelta)
+            # What was changed by hand in AskCody: the users whose state there differs from the
+            # state last applied (queued as reconcile work, which reads AskCody afresh).
+            drifted = await self.drifted() - affected
+            await self._queue_users(drifted, cause, reconcile=True)
+            affected |= drifted
             self.last_reconcile_at = time.time()
             self.last_reconcile_error = None
             log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
@@ -279,6 +323,66 @@ class GroupRounds:
             raise
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _index_for(self, users: Iterable[str]) -> None:
+        """List AskCody's users once (:class:`ScimIndex`) when that costs fewer requests than looking
+        up, one request each, the ``users`` the store knows nothing of."""
+        known = {m.entra_id for m in await self.store.mappings("user")}
+        unknown = len(set(users) - known)
+        if unknown < 2:
+            return
+        total = await self.scim.count_users()
+        groups = [sid for gid, sid in (await self.group_ids()).items() if self.settings.group(gid) is not None]
+        if -(-total // PAGE_SIZE) + len(groups) >= unknown:
+            return
+        await self.build_index()
+
+    async def build_index(self) -> ScimIndex:
+        """One paged listing of AskCody's users and one read of each configured group it holds."""
+        at = time.time()
+        listed = [u async for u in self.scim.list_users()]
+        members: dict[str, frozenset[str]] = {}
+        for gid, sid in (await self.group_ids()).items():
+            if self.settings.group(gid) is None:
+                continue
+            try:
+                members[sid] = (await self.scim.get_group(sid)).members
+            except NotFoundError:
+                members[sid] = frozenset()
+        users = [
+            dataclasses.replace(u, groups=frozenset(sid for sid, ids in members.items() if u.id in ids)) for u in listed
+        ]
+        self.index = ScimIndex.of(users, at)
+        log.event("scim_users_listed", users=len(users), groups=len(members))
+        return self.index
+
+    def fresh_index(self) -> ScimIndex | None:
+        """The listing of AskCody's users, while it is recent enough to match new users from."""
+        if self.index is not None and time.time() - self.index.at < INDEX_SECONDS:
+            return self.index
+        return None
+
+    async def drifted(self) -> set[str]:
+        """The users we provisioned whose AskCody state differs from the one last applied, from one
+        paged listing of AskCody's users and one read of each configured group AskCody holds (not a
+        request per user)."""
+        mappings = [m for m in await self.store.mappings("user") if m.scim_id]
+        if not mappings:
+            return set()
+        group_ids = {gid: sid for gid, sid in (await self.group_ids()).items() if self.settings.group(gid) is not None}
+        listed = (await self.build_index()).users
+        out = set()
+        for m in mappings:
+            applied = applied_user(m, group_ids)
+            have = listed.get(m.scim_id)
+            if applied is None or have is None:
+                out.add(m.entra_id)
+                continue
+            if _differs(applied, have) or have.groups != applied.groups:
+                out.add(m.entra_id)
+        if out:
+            log.event("reconcile_drift_found", users=len(out))
+        return out
 
     async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
         """Read from Graph every configured group and every group nested in one with ``nested = true``:
@@ -315,7 +419,8 @@ class GroupRounds:
         return await self._plan_all(members, nesting, remember=False)
 
     async def _plan_all(
-        self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True
+        self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True,
+        index: ScimIndex | None = None,
     ) -> list[UserPlan]:
         direct: dict[str, set[str]] = {}
         for gid, uids in members.items():
@@ -329,7 +434,8 @@ class GroupRounds:
         async def one(uid: str) -> UserPlan:
             async with sem:
                 return await self.plan(
-                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember
+                    uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember,
+                    fresh=True, index=index,
                 )
 
         plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
@@ -349,13 +455,53 @@ class GroupRounds:
         for gid, (count, deepest) in sorted(depths(nesting.scope(self.settings)).items()):
             if count:
                 log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
-        plans = await self._plan_all(members, nesting)
+        # Every user matched from one listing of AskCody, not a lookup (or a read) each.
+        plans = await self._plan_all(members, nesting, index=await self.build_index())
         failures: list[BaseException] = []
-        for p in plans:
-            try:
-                RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
-            except ReactorError as exc:
-                failures.append(exc)
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def apply(p: UserPlan) -> None:
+            # Concurrently, so that the membership writes of many users share group PATCHes.
+            async with sem:
+                try:
+                    RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
+                except ReactorError as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(apply(p) for p in plans))
         if failures:
             raise failures[0]
         return plans
+
+
+def _differs(applied: ScimUser, have: ScimUser) -> bool:
+    """AskCody's user differs from the state last applied (attributes or ``active``)."""
+    wanted = UserAttributes(
+        user_name=applied.user_name, external_id=applied.external_id or "", display_name=applied.display_name,
+        given_name=applied.given_name, family_name=applied.family_name, email=applied.email,
+        cost_center=applied.cost_center,
+    )
+    return bool(attribute_changes(wanted, have)) or applied.active != have.active
+
+
+def applied_user(mapping: ObjectMapping | None, group_ids: Mapping[str, str]) -> ScimUser | None:
+    """The AskCody user as the reactor last applied it (its mapping's state), or None when the store
+    does not know it well enough to plan from (no SCIM id yet, a state from before, a failed write)."""
+    if mapping is None or not mapping.scim_id:
+        return None
+    attributes = mapping.state.get("attributes")
+    active, groups = mapping.state.get("active"), mapping.state.get("groups")
+    if not isinstance(attributes, dict) or not isinstance(active, bool) or not isinstance(groups, list):
+        return None
+    try:
+        attrs = UserAttributes(**attributes)
+    except TypeError:
+        return None
+    scim_groups = frozenset(group_ids[g] for g in groups if g in group_ids)
+    if len(scim_groups) != len(groups):
+        return None  # a group it was put in is no longer known to be in AskCody
+    return ScimUser(
+        id=mapping.scim_id, user_name=attrs.user_name, external_id=attrs.external_id, active=active,
+        display_name=attrs.display_name, given_name=attrs.given_name, family_name=attrs.family_name,
+        email=attrs.email, cost_center=attrs.cost_center, groups=scim_groups,
+    )

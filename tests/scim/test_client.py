@@ -309,3 +309,39 @@ async def test_filter_values_with_quotes_backslashes_controls_and_any_script_fin
     found_group = await client.find_group(GID, name)
     assert found_group is not None and found_group.id == group["id"]
     assert await client.find_user(UID, name + "x", with_groups=False) is None
+
+
+async def test_a_lookup_is_one_request_and_keeps_the_precedence_of_the_keys(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    # Three people AskCody holds, each matching the Entra user by one key only.
+    by_mail = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "o'brien.mail@contoso.com",
+                                               "emails": [{"type": "work", "value": "Siobhan.OBrien@contoso.com"}]})
+    by_name = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "siobhan.obrien@contoso.com"})
+    async with fault_proxy(server.url) as proxy:
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            found = await client.find_user(UID, "Siobhan.OBrien@contoso.com", "siobhan.obrien@contoso.com", with_groups=False)
+            assert found is not None and found.id == by_name["id"]  # userName before e-mail
+            assert proxy.count("GET", "/Users") == 1
+            owned = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "s.obrien@fabrikam.com",
+                                                     "externalId": UID})
+            found = await client.find_user(UID, "siobhan.obrien@contoso.com", "siobhan.obrien@contoso.com", with_groups=False)
+            assert found is not None and found.id == owned["id"]  # externalId first
+            found = await client.find_user("22222222-2222-2222-2222-222222222222", None, "siobhan.obrien@contoso.com",
+                                           with_groups=False)
+            assert found is not None and found.id == by_mail["id"]
+            assert proxy.count("GET", "/Users") == 3
+
+
+async def test_a_server_that_refuses_or_is_asked_one_key_at_a_time_from_then_on(
+    server: ScimServer, settings_for: Callable[..., AskCodySettings]
+) -> None:
+    made = await by_hand(server, "/Users", {"schemas": [CORE_USER], "userName": "zoë.ngata@contoso.com"})
+    async with fault_proxy(server.url) as proxy:
+        proxy.fail(400, times=10**6, when=lambda r: "+or+" in r.query or "%20or%20" in r.query, detail="or is not supported")
+        async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
+            found = await client.find_user(UID, "zoë.ngata@contoso.com", None, with_groups=False)
+            assert found is not None and found.id == made["id"]
+            assert sum(proxy.faulted.values()) == 1
+            assert await client.find_user(UID, "nobody@contoso.com", None, with_groups=False) is None
+            assert sum(proxy.faulted.values()) == 1  # not asked with "or" again

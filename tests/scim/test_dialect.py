@@ -162,9 +162,7 @@ async def test_lookup_filters(recorder: tuple[Recorder, str], make_client: Calla
 
     filters = [parse_qs(r.query)["filter"][0] for r in app.requests]
     assert filters == [
-        'externalId eq "e-1"',
-        'userName eq "alice@contoso.com"',
-        'emails[type eq "work"].value eq "alice@contoso.com"',
+        'externalId eq "e-1" or userName eq "alice@contoso.com" or emails[type eq "work"].value eq "alice@contoso.com"'
     ]
 
 

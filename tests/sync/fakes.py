@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, cast
 
 from reactor.domain.model import EntraGroup, EntraUser, ScimGroup, ScimUser, UserAttributes
@@ -272,6 +272,21 @@ class FakeAskCody:
         self.writes.append(("remove_members", scim_group_id, sorted(ids)))
         g = self.groups[scim_group_id]
         self.groups[scim_group_id] = dataclasses.replace(g, members=g.members - ids)
+
+    async def list_users(self) -> AsyncIterator[ScimUser]:
+        self._check("list_users")
+        for u in list(self.users.values()):
+            yield dataclasses.replace(self._scim_user(u), groups=frozenset())
+
+    async def count_users(self) -> int:
+        self._check("list_users")
+        return len(self.users)
+
+    async def get_group(self, scim_id: str) -> ScimGroup:
+        self._check("get_group")
+        if scim_id not in self.groups:
+            raise NotFoundError(f"GET /Groups/{scim_id}: answered 404")
+        return self.groups[scim_id]
 
     def as_client(self) -> AskCodyClient:
         """Typed as the client the engine takes (it calls only the methods above)."""
