@@ -89,6 +89,7 @@ class GraphApi:
         try:
             doc = orjson.loads(await request.body())
             answer = await batch.run(self.app, "/v1.0", doc, request.headers.get("authorization"))
+            self.sim.calls["batched requests"] += len(answer["responses"])
         except (orjson.JSONDecodeError, batch.BatchError) as exc:
             raise GraphHTTPError(400, "BadRequest", str(exc)) from None
         return json_response(answer)

@@ -150,6 +150,12 @@ def _emit(attempt: Attempt) -> None:
         hook(attempt)
 
 
+def failed_attempt(number: int, target: str, exc: BaseException, wait: float | None) -> None:
+    """Report a failed attempt made outside :func:`call` (a request of a Graph ``$batch`` asked again):
+    the same counter, ``retrying`` event and hooks."""
+    _emit(Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), wait))
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 

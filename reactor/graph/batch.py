@@ -51,6 +51,7 @@ async def get_many(client: BatchClient, paths: Sequence[str], *, operation: str 
         attempt += 1
         retry_later: list[str] = []
         waits: list[float] = []
+        errors: list[TransientError] = []
         last: TransientError | None = None
         for start in range(0, len(pending), MAX_REQUESTS):
             chunk = pending[start : start + MAX_REQUESTS]
@@ -72,6 +73,7 @@ async def get_many(client: BatchClient, paths: Sequence[str], *, operation: str 
                     results[path] = None
                 elif isinstance(error, TransientError):
                     retry_later.append(path)
+                    errors.append(error)
                     last = error
                     ra = getattr(error, "retry_after", None)
                     if ra:
@@ -88,8 +90,12 @@ async def get_many(client: BatchClient, paths: Sequence[str], *, operation: str 
             break
         if attempt >= policy.attempts:
             assert last is not None
+            for error in errors:
+                retry_mod.failed_attempt(attempt, "graph", error, None)
             raise last
+        delay = min(max(waits) if waits else policy.backoff(attempt), policy.horizon)
+        for error in errors:  # each request asked again is a retry, as the client counts and logs them
+            retry_mod.failed_attempt(attempt, "graph", error, delay)
         if not retry_mod.TESTING:
-            delay = max(waits) if waits else policy.backoff(attempt)
-            await asyncio.sleep(min(delay, policy.horizon))  # Graph asked us to hold back, not a wait for work
+            await asyncio.sleep(delay)  # Graph asked us to hold back, not a wait for work
     return results

@@ -19,6 +19,7 @@ Rules the engine can rely on:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple, TypeVar
 from reactor.config import AttributeSettings
 from reactor.domain.model import EntraGroup, EntraUser
 from reactor.errors import DeltaTokenExpired, NotFoundError, PermanentError
-from reactor.graph.batch import get_many
+from reactor.graph.batch import MAX_REQUESTS, get_many
 from reactor.graph.client import GraphClient
 from reactor.graph.delta import (
     GroupChange,
@@ -140,8 +141,12 @@ class GraphReader:
         store: Meta,
         *,
         page_size: int = PAGE_SIZE,
+        batch_reads: bool = True,
     ) -> None:
         self.client = client
+        self.batch_reads = batch_reads
+        self._waiting: list[tuple[str, asyncio.Future[EntraUser | None]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self.page_size = page_size
         self.group_ids = group_ids
         self.store = store
@@ -154,7 +159,50 @@ class GraphReader:
 
     # single reads -------------------------------------------------------------------------------
     async def get_user(self, user_id: str) -> EntraUser | None:
-        """The user as Graph holds it now, or None when Graph answers 404 (soft-deleted or gone)."""
+        """The user as Graph holds it now, or None when Graph answers 404 (soft-deleted or gone).
+
+        With ``batch_reads`` (the default) reads asked while another is in flight wait for it and
+        go together as one ``$batch`` (20 a request): the workers of a bulk share Graph requests, and a
+        lone read is sent at once as a plain GET. A batch that fails is asked again user by user, so
+        each caller gets its own answer."""
+        object_id("user", user_id)
+        if not self.batch_reads:
+            return await self._get_one(user_id)
+        fut: asyncio.Future[EntraUser | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((user_id, fut))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_waiting(), name="reactor-graph-user-reads")
+        return await fut
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            batch = [(uid, f) for uid, f in self._waiting[:MAX_REQUESTS] if not f.done()]
+            del self._waiting[:MAX_REQUESTS]
+            if not batch:
+                continue
+            if len(batch) > 1:
+                try:
+                    users = await self.get_users([uid for uid, _ in batch])
+                except Exception:
+                    pass  # asked one by one below: each caller gets its own outcome
+                else:
+                    for uid, f in batch:
+                        if not f.done():
+                            f.set_result(users.get(uid))
+                    continue
+            await asyncio.gather(*(self._answer(uid, f) for uid, f in batch))
+
+    async def _answer(self, user_id: str, fut: asyncio.Future[EntraUser | None]) -> None:
+        try:
+            user = await self._get_one(user_id)
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if not fut.done():
+            fut.set_result(user)
+
+    async def _get_one(self, user_id: str) -> EntraUser | None:
         try:
             obj = await self.client.get_json(
                 f"users/{object_id('user', user_id)}", {"$select": self.user_select}, operation="get_user"

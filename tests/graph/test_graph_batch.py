@@ -90,3 +90,31 @@ async def test_the_simulator_answers_a_batch_as_graph_does(sim: GraphSimulator, 
     assert [r["id"] for r in answer["responses"]] == ["b", "a"], "not in request order"
     assert by_id["a"]["status"] == 200 and by_id["a"]["body"]["id"] == uid
     assert by_id["b"]["status"] == 404 and by_id["b"]["body"]["error"]["code"] == "Request_ResourceNotFound"
+
+
+async def test_reads_asked_together_share_batches_and_a_lone_read_is_a_plain_get(
+    sim: GraphSimulator, client: GraphClient, reader_for: Reader
+) -> None:
+    import asyncio
+
+    ids = seeded(sim, 41)
+    reader = reader_for()
+    sent = batches(client)
+    alone = await reader.get_user(ids[0])
+    assert sent == [f"GET /v1.0/users/{ids[0]}"]
+    sent.clear()
+    together = await asyncio.gather(*(reader.get_user(u) for u in ids))
+    assert [u.id if u else None for u in together] == ids
+    assert together[0] == alone
+    assert len(sent) <= 4 and sent.count("POST /v1.0/$batch") >= 2, sent
+
+
+async def test_one_read_failing_in_a_shared_batch_fails_alone(sim: GraphSimulator, reader_for: Reader) -> None:
+    import asyncio
+
+    ids = seeded(sim, 6)
+    reader = reader_for()
+    sim.fail(2, 403, path_prefix=f"/v1.0/users/{ids[3]}")  # in the batch, then asked alone
+    outcomes = await asyncio.gather(*(reader.get_user(u) for u in ids), return_exceptions=True)
+    assert isinstance(outcomes[3], PermanentError)
+    assert all(not isinstance(o, BaseException) and o is not None for i, o in enumerate(outcomes) if i != 3)

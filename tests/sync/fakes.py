@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, cast
 
 from reactor.domain.model import EntraGroup, EntraUser, ScimGroup, ScimUser, UserAttributes
 from reactor.errors import NotFoundError, ReactorError
-from reactor.graph.reader import GraphReader, GroupChange, GroupMembers, GroupsDelta, UsersDelta
+from reactor.graph.reader import GraphReader, GroupChange, GroupMembers, GroupsDelta, UserIdsDelta, UsersDelta
 from reactor.scim.client import AskCodyClient
 
 GROUPS_LINK = "delta:groups"
@@ -143,7 +143,14 @@ class FakeGraph:
             await self.commit(delta)
         return delta
 
-    async def commit(self, delta: UsersDelta | GroupsDelta) -> None:
+    async def users_delta_ids(self, keep: Callable[[str], bool] = lambda _: True, *, commit: bool = True) -> UserIdsDelta:
+        delta = await self.users_delta(commit=False)
+        ids = UserIdsDelta(ids=frozenset(u.id for u in delta.users if keep(u.id)), full=delta.full, links=delta.links)
+        if commit:
+            await self.commit(ids)
+        return ids
+
+    async def commit(self, delta: UsersDelta | UserIdsDelta | GroupsDelta) -> None:
         for key, link in delta.links.items():
             self.links[key] = int(link)
 
