@@ -10,6 +10,7 @@ import pytest
 from graphsim import GraphSimulator
 from reactor import log
 from reactor.demo.stack import Stack, local_stack
+from tests.e2e.helpers import Proxied, proxied_stack, scope
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 
@@ -42,3 +43,11 @@ async def stack(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Pa
         sync={"reconcile_interval_seconds": 3600.0},
     ) as s:
         yield s
+
+
+@pytest.fixture
+async def proxied(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Proxied]:
+    """The stack with a fault proxy in front of scim2-server (``p.proxy``), reconcile hourly."""
+    async with proxied_stack(sim, scope(tenant_groups), tmp_path / "reactor.db",
+                             sync={"reconcile_interval_seconds": 3600.0}) as p:
+        yield p

@@ -15,6 +15,7 @@ from reactor.demo.stack import Stack, local_stack
 from tests.support.eventually import eventually
 from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.scim_server import ScimServer, scim_server
+from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -109,3 +110,11 @@ async def proxied_stack(
         running = local_stack(sim, groups, store_path, scim_url=proxy.url, scim_token=server.token, **overrides)  # type: ignore[arg-type]
         async with running as stack:
             yield Proxied(stack, proxy, server, dataclasses.replace(stack, scim_url=server.url))
+
+
+GRANTS = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
+
+
+def scope(tenant_groups: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """The mapping of the tenant's three groups, as ``proxied_stack`` and ``local_stack`` take it."""
+    return {gid: (name, GRANTS[name]) for name, gid in tenant_groups.items()}

@@ -7,27 +7,18 @@ group exactly once, every user exists once, nothing is dead-lettered, and the au
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from graphsim import GraphSimulator
 from reactor import retry
-from tests.e2e.helpers import Proxied, add_user, all_users, eventually, idle, proxied_stack, ready
+from tests.e2e.helpers import Proxied, add_user, all_users, eventually, idle, ready
 from tests.support.faultproxy import ProxiedRequest
-from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
+from tests.support.tenant_names import RECEPTION
 
 NAMES = [f"{first}.{last}" for first in ("anna", "jörg", "siobhán", "kenji", "amira", "lars")
          for last in ("o'brien", "nørgaard", "müller", "tanaka", "haddad")]
-
-
-@pytest.fixture
-async def proxied(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Proxied]:
-    grants = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
-    scope = {gid: (name, grants[name]) for name, gid in tenant_groups.items()}
-    async with proxied_stack(sim, scope, tmp_path / "reactor.db", sync={"reconcile_interval_seconds": 3600.0}) as p:
-        yield p
 
 
 def batch_patch(seen: list[int]) -> Callable[[ProxiedRequest], bool]:

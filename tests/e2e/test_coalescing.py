@@ -6,27 +6,15 @@ per change; Graph delivering every notification twice writes each change once to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from graphsim import GraphSimulator
-from tests.e2e.helpers import Proxied, add_user, eventually, idle, member_of, proxied_stack, ready
-from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
+from tests.e2e.helpers import Proxied, add_user, eventually, idle, member_of, ready
+from tests.support.tenant_names import RECEPTION, ROLE
 
 DUPLICATES = 1_000
 BATCH = 100
-
-
-@pytest.fixture
-async def proxied(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Proxied]:
-    grants = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
-    scope = {gid: (name, grants[name]) for name, gid in tenant_groups.items()}
-    async with proxied_stack(sim, scope, tmp_path / "reactor.db", sync={"reconcile_interval_seconds": 3600.0}) as p:
-        yield p
 
 
 async def group_notification(p: Proxied, group_id: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,10 @@ from reactor.commands import replay_dead_letters
 from reactor.demo.stack import Stack, local_stack
 from reactor.metrics import RETRIES
 from reactor.store.base import JournalItem
-from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, member_of, proxied_stack, ready
+from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, eventually, idle, matches, member_of, ready, scope
 from tests.support.faultproxy import ProxiedRequest
 from tests.support.page import Page
 from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
-
-GRANTS = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
-
-
-def scope(tenant_groups: dict[str, str]) -> dict[str, tuple[str, str]]:
-    return {gid: (name, GRANTS[name]) for name, gid in tenant_groups.items()}
-
-
-@pytest.fixture
-async def proxied(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Proxied]:
-    store = tmp_path / "reactor.db"
-    async with proxied_stack(sim, scope(tenant_groups), store, sync={"reconcile_interval_seconds": 3600.0}) as p:
-        yield p
 
 
 def populate(sim: GraphSimulator, tenant_groups: dict[str, str]) -> tuple[dict[str, set[str]], dict[str, bool]]:

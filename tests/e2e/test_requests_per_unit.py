@@ -5,22 +5,9 @@ periodic reconcile finds what was changed by hand in AskCody from one listing, a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from graphsim import GraphSimulator
-from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, all_users, eventually, idle, member_of, proxied_stack, ready
-from tests.support.tenant_names import PROVIDER, RECEPTION, ROLE
-
-
-@pytest.fixture
-async def proxied(sim: GraphSimulator, tenant_groups: dict[str, str], tmp_path: Path) -> AsyncIterator[Proxied]:
-    grants = {ROLE: "role", RECEPTION: "reception", PROVIDER: "service_provider"}
-    scope = {gid: (name, grants[name]) for name, gid in tenant_groups.items()}
-    async with proxied_stack(sim, scope, tmp_path / "reactor.db", sync={"reconcile_interval_seconds": 3600.0}) as p:
-        yield p
+from tests.e2e.helpers import ENTERPRISE, Proxied, add_user, all_users, eventually, idle, member_of, ready
+from tests.support.tenant_names import RECEPTION
 
 
 async def askcody_user(p: Proxied, entra_id: str) -> dict[str, object] | None:
