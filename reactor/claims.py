@@ -11,12 +11,12 @@ keys of entries just journaled here, so a worker usually finds its unit's object
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from reactor import log
 from reactor.store.base import ClaimKey
+from reactor.tasks import cancelled
 
 AHEAD_PER_STATEMENT = 5_000
 """Claims made ahead in one statement at most (a burst of thousands of journaled entries)."""
@@ -47,11 +47,8 @@ class ClaimBook:
             self._task = asyncio.create_task(self._run(), name="reactor-claims")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         for futures in self._wanted.values():
             for f in futures:
                 if not f.done():

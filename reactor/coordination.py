@@ -27,7 +27,6 @@ from the start, takes over every journal entry at start, and claims nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import socket
@@ -40,6 +39,7 @@ from reactor import log
 from reactor.claims import ClaimBook
 from reactor.domain.work import WorkUnit
 from reactor.store.base import ClaimKey, Coordination, Fence, Journal, JournalEntry, Leadership, ReplicaInfo
+from reactor.tasks import cancelled
 
 Verdict = Literal["run", "busy", "elsewhere"]
 """What a replica may do with a unit now: run it; wait (another replica holds its object); or drop it
@@ -160,11 +160,8 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop the leader's components; the replica stays registered until :meth:`leave`."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         async with self._change:
             await self._stop_components()
         await self.claims.stop()

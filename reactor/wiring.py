@@ -24,6 +24,7 @@ from reactor.service import Check, Component, Service, StatusSource
 from reactor.store.base import Audit, JournalItem, Store
 from reactor.sync.engine import SyncEngine
 from reactor.sync.explain import explain
+from reactor.tasks import cancelled
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
 from subscriptions.renewal import run_renewal
@@ -66,10 +67,7 @@ class ReconcileLoop:
         self._task = asyncio.create_task(self._run(), name="reactor-reconcile")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
 
     async def request(self, reason: str) -> None:
         await self.enqueue([JournalItem("reconcile", "all", time.time(), {"cause": reason}, change_type="reconcile")])
@@ -103,10 +101,7 @@ class AuditPruning:
         self._task = asyncio.create_task(self._run(), name="reactor-audit-pruning")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
 
     async def prune(self) -> int:
         """Remove the rows older than the retention now; how many were removed (0 when the store failed)."""
