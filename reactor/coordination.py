@@ -57,6 +57,9 @@ class CoordinationStore(Coordination, Journal, Protocol):
 
 
 class Component(Protocol):
+    """A background part of the service (subscriptions, reconcile loop, audit pruning), started and
+    stopped with the service or, for the leader's parts, with the leadership."""
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...

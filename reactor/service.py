@@ -7,13 +7,14 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reactor import log
 from reactor.client_states import ClientStates
 from reactor.config import Settings
+from reactor.coordination import Component as Component
 from reactor.coordination import Coordinator
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import Handler
@@ -22,14 +23,6 @@ from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READI
 from reactor.store.base import JournalEntry, JournalItem, Store
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
-
-
-class Component(Protocol):
-    """A background part of the service (sync engine, subscription manager, reconcile loop)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 StatusSource = Callable[[], Awaitable[Any]]

@@ -132,6 +132,14 @@ class AuditRow:
     mail: str = ""
 
 
+def audit_values(row: AuditRow) -> tuple[Any, ...]:
+    """The audit table's columns for ``row`` up to ``error`` (the stores add ``journal_seqs`` in
+    their own encoding): the UPN and e-mail also lowered, as the lookups of ``reactor audit --user``."""
+    r = row
+    return (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
+            r.outcome, r.error)
+
+
 def change_of(row: AuditRow) -> AppliedChange:
     """The status page's line for an audit row (a refusal says what was left out)."""
     what = f"{row.operation}; {row.error}" if row.outcome == "refused" and row.error else row.operation

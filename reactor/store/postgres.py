@@ -17,6 +17,7 @@ from reactor.store.base import (
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
+    audit_values,
     change_of,
 )
 from reactor.store.postgres_coordination import COORDINATION_SCHEMA, PostgresCoordination
@@ -289,11 +290,7 @@ class PostgresStore(PostgresCoordination):
     async def record_audit(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
             return
-        values = [
-            (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
-             r.outcome, r.error, list(r.journal_seqs))
-            for r in rows
-        ]
+        values = [(*audit_values(r), list(r.journal_seqs)) for r in rows]
         await self._transaction(lambda c: c.executemany(
             "INSERT INTO audit (at, entra_id, upn, upn_key, mail, mail_key, op, operation, cause, reason, outcome,"
             " error, journal_seqs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",

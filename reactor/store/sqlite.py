@@ -18,6 +18,7 @@ from reactor.store.base import (
     JournalEntry,
     ObjectMapping,
     SubscriptionRecord,
+    audit_values,
     change_of,
 )
 from reactor.store.sqlite_coordination import COORDINATION_SCHEMA, SQLiteCoordination, upgrade_journal
@@ -281,11 +282,7 @@ class SQLiteStore(SQLiteCoordination):
     async def record_audit(self, rows: Sequence[AuditRow]) -> None:
         if not rows:
             return
-        values = [
-            (r.at, r.entra_id, r.upn, r.upn.lower(), r.mail, r.mail.lower(), r.op, r.operation, r.cause, r.reason,
-             r.outcome, r.error, orjson.dumps(list(r.journal_seqs)))
-            for r in rows
-        ]
+        values = [(*audit_values(r), orjson.dumps(list(r.journal_seqs))) for r in rows]
         await self._call(lambda c: c.executemany(
             "INSERT INTO audit (at, entra_id, upn, upn_key, mail, mail_key, op, operation, cause, reason, outcome,"
             " error, journal_seqs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
