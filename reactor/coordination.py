@@ -190,7 +190,13 @@ class Coordinator:
     def _keys(self, unit: WorkUnit) -> list[ClaimKey]:
         if unit.kind in self.batch_kinds:
             return [(unit.kind, "*")]
-        return [(unit.kind, oid) for oid in unit.object_ids]
+        keys = [(unit.kind, oid) for oid in unit.object_ids]
+        if unit.kind == "reconcile":
+            # A reconcile reads and stores the groups delta too: on another replica a groups round
+            # at the same time would apply older member changes after newer ones (in one process
+            # the engine's delta lock keeps them apart; across replicas this claim does).
+            keys.extend((kind, "*") for kind in sorted(self.batch_kinds))
+        return keys
 
     async def enter(self, unit: WorkUnit) -> Verdict:
         """May this replica run ``unit`` now? Claims its object on a shared store."""
