@@ -193,7 +193,7 @@ class SyncEngine(GroupRounds):
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
         return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping), paths=paths,
-                        from_state=from_state)
+                        from_state=from_state, state_kept=mapping is not None and bool(mapping.state))
 
     async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
         """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
@@ -304,6 +304,11 @@ class SyncEngine(GroupRounds):
             # unknown (answer lost, retries spent, process killed) and the user leaves scope before
             # the next attempt, the next plan still looks for it in AskCody and deprovisions it.
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, "", {"pending": "create"}, time.time()))
+        elif plan.state_kept and plan.current is not None and operations:
+            # Set aside before the writes: a unit interrupted between AskCody's answer and the state
+            # kept below (its replica killed, a stop that cancels it) leaves the state unknown, and the
+            # next plan reads AskCody instead of trusting a picture these writes may have changed.
+            await self.store.put_mapping(ObjectMapping("user", plan.entra_id, plan.current.id, {}, time.time()))
         result = await apply_operations(self.scim, operations, group_ids=known, members=self.members)
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:

@@ -222,6 +222,8 @@ class UserPlan:
     """Configured group in scope → the groups from it down to the one the user is a direct member of."""
     from_state: bool = False
     """``current`` is the state last applied (from the store), not read from AskCody."""
+    state_kept: bool = False
+    """The store keeps a state last applied for this user (set aside before the next writes)."""
 
     @property
     def who(self) -> str:

@@ -4,10 +4,11 @@ Entra does in AskCody"; the end-to-end tests prove the same against the real cli
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -406,6 +407,34 @@ async def test_a_write_that_finds_the_user_gone_from_askcody_reads_again_and_pro
     audit = await rig.store.audit(ASE.id)
     assert [(r.op, r.outcome) for r in audit][-2:] == [("create_user", "applied"), ("add_member", "applied")]
     assert "update_user" not in [r.op for r in audit[-3:]]
+
+
+async def test_a_unit_stopped_between_askcodys_answer_and_the_state_kept_reads_askcody_next_time(rig: Rig) -> None:
+    # A replica killed (or a stop that cancels the unit) right after AskCody applied a removal: the
+    # state last applied still says "member". The next change must not be planned from it.
+    await rig.provisioned(HYBRID, G_FACILITY, G_RECEPTION)
+    removed = rig.scim.remove_members
+    applied, answered = asyncio.Event(), asyncio.Event()
+
+    async def applied_then_stalled(scim_group_id: str, user_ids: Iterable[str]) -> None:
+        await removed(scim_group_id, user_ids)
+        applied.set()
+        await answered.wait()  # AskCody applied it; the unit is stopped before its answer arrives
+
+    rig.scim.remove_members = applied_then_stalled  # type: ignore[method-assign]
+    await rig.store.update_members(G_FACILITY, [], [HYBRID.id])
+    unit = asyncio.create_task(rig.notified("user", HYBRID.id))
+    await asyncio.wait_for(applied.wait(), timeout=10)
+    unit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await unit
+    answered.set()
+    assert rig.scim.member_names(FACILITY) == set()
+    rig.scim.remove_members = removed  # type: ignore[method-assign]
+    await rig.store.update_members(G_FACILITY, [HYBRID.id], [])  # back in Entra before the unit ran again
+    await rig.notified("user", HYBRID.id)
+    assert rig.scim.member_names(FACILITY) == {HYBRID.user_principal_name}
+    assert rig.scim.member_names(RECEPTION_ENTRA_NAME) == {HYBRID.user_principal_name}
 
 
 async def test_many_new_users_of_a_groups_round_are_matched_from_one_listing_not_a_lookup_each(rig: Rig) -> None:
