@@ -84,6 +84,8 @@ class AskCodySettings:
     deprovision: Deprovision = "disable"
     max_requests_per_second: float = 25.0
     timeout_seconds: float = 30.0
+    bulk: bool = True
+    """Send concurrent writes as one ``POST /Bulk`` when AskCody's ServiceProviderConfig advertises it."""
 
 
 @dataclass(frozen=True)

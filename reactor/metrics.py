@@ -38,6 +38,12 @@ GRAPH_CALLS = Counter(
 SCIM_REQUESTS = Counter(
     "reactor_scim_requests", "AskCody SCIM requests by method and outcome", ["method", "outcome"], registry=REGISTRY
 )
+SCIM_BULK_OPERATIONS = Counter(
+    "reactor_scim_bulk_operations",
+    "Writes sent inside AskCody SCIM bulk requests, by method and outcome (ok, or the status)",
+    ["method", "outcome"],
+    registry=REGISTRY,
+)
 RETRIES = Counter("reactor_retries", "Retries of remote calls, by target", ["target"], registry=REGISTRY)
 DEAD_LETTERS = Gauge("reactor_dead_letters", "Changes waiting in the dead letters", registry=REGISTRY)
 DEAD_LETTERED = Counter("reactor_dead_lettered", "Changes that went to the dead letters", registry=REGISTRY)

@@ -17,6 +17,7 @@ Messages name the method, the path and the SCIM error; never the token.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -32,6 +33,7 @@ from reactor.errors import (
     ConflictError,
     NotFoundError,
     PermanentError,
+    ReactorError,
     ThrottledError,
     TransientError,
     error_for_status,
@@ -40,6 +42,7 @@ from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
 from reactor.retry import parse_retry_after
 from reactor.scim import dialect as forms
+from reactor.scim.bulk import WRITES, BulkSender, limits_of
 from reactor.scim.resources import (
     group_body,
     has_groups,
@@ -104,6 +107,12 @@ class AskCodyClient:
         self._member_filter = "members[value eq {}]"
         self._or_filter = True
         """False once AskCody refused a filter with ``or``: one request per key from then on."""
+        self._bulk: BulkSender | None = None
+        self._bulk_known = not settings.bulk
+        """True once it is known whether writes go through ``POST /Bulk`` (``askcody.bulk`` off: never)."""
+        self._bulk_lock = asyncio.Lock()
+        self._writing = 0
+        """Plain writes waiting or in flight: a second one makes the client ask AskCody about bulk."""
 
     async def __aenter__(self) -> AskCodyClient:
         return self
@@ -113,6 +122,8 @@ class AskCodyClient:
 
     async def aclose(self) -> None:
         """Close the session the client opened (not one it was given)."""
+        if self._bulk is not None:
+            await self._bulk.aclose()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -140,7 +151,55 @@ class AskCodyClient:
         return await retry.call(lambda: self._send(method, path, body, params), target=RETRY_TARGET, policy=self.retry_policy)
 
     async def _send(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Any:
+        if method in WRITES and not params and path != "/Bulk":
+            # Bulk is worth asking about only once writes overlap: a lone write is a plain request.
+            if self._bulk_known:
+                sender = self._bulk
+            else:
+                sender = await self._discover_bulk() if self._writing else None
+            if sender is not None and sender.enabled:
+                return await sender.submit(method, path, body)
+            self._writing += 1
+            try:
+                await self.bucket.acquire()
+                return await self._transmit(method, path, body, params)
+            finally:
+                self._writing -= 1
         await self.bucket.acquire()
+        return await self._transmit(method, path, body, params)
+
+    async def _discover_bulk(self) -> BulkSender | None:
+        """Read AskCody's ServiceProviderConfig once: a :class:`BulkSender` when it advertises bulk.
+        A transient failure leaves the question open (plain requests meanwhile); any other answer
+        settles it."""
+        async with self._bulk_lock:
+            if self._bulk_known:
+                return self._bulk
+            try:
+                await self.bucket.acquire()
+                config = await self._transmit("GET", "/ServiceProviderConfig", None, None)
+            except TransientError as exc:
+                log.event("scim_bulk_unknown", level="warning", error=str(exc))
+                return None
+            except ReactorError as exc:
+                config = None
+                log.event("scim_service_provider_config_refused", level="warning", error=str(exc), bulk="off")
+            limits = limits_of(config)
+            if limits is not None:
+                self._bulk = BulkSender(
+                    lambda m, p, b: self._transmit(m, p, b, None), self.bucket.acquire,
+                    lambda where, status, raw: _classify(where, status, raw, None)[1], limits,
+                )
+            self._bulk_known = True
+            log.event(
+                "scim_bulk", enabled=limits is not None,
+                max_operations=limits.max_operations if limits else 0,
+                max_payload_size=limits.max_payload_size if limits else 0,
+            )
+            return self._bulk
+
+    async def _transmit(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Any:
+        """One HTTP request (the rate-limit token already taken); its JSON, or the mapped error."""
         headers = {"Authorization": f"Bearer {self.settings.token.reveal()}", "Accept": SCIM_JSON}
         data = None
         if body is not None:

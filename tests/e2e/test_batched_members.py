@@ -1,5 +1,6 @@
 """Membership writes batched: the members that many users' units add to one AskCody group at once
-share group PATCHes, and a batch PATCH that fails in the middle of the run (503s beyond the client's
+share group PATCHes, and the writes that overlap share ``POST /Bulk`` requests (scim2-server offers
+bulk). A batch PATCH or a bulk request that fails in the middle of the run (503s beyond the client's
 retries, or an answer lost after scim2-server applied it) is sent again: every member ends in the
 group exactly once, every user exists once, nothing is dead-lettered, and the audit keeps one applied
 ``add_member`` row per user (none for those a lost answer had added: that row says failed)."""
@@ -36,7 +37,19 @@ def batch_patch(seen: list[int]) -> Callable[[ProxiedRequest], bool]:
     return when
 
 
-@pytest.mark.parametrize("fault", ["503", "lost answer"])
+def bulk_request(seen: list[int]) -> Callable[[ProxiedRequest], bool]:
+    """Matches a ``POST /Bulk``, once one such request went through."""
+
+    def when(r: ProxiedRequest) -> bool:
+        if r.method != "POST" or r.path != "/Bulk":
+            return False
+        seen.append(1)
+        return len(seen) > 1
+
+    return when
+
+
+@pytest.mark.parametrize("fault", ["503", "lost answer", "503 on a bulk request", "lost answer to a bulk request"])
 async def test_a_batch_patch_failing_in_the_middle_loses_and_duplicates_nothing(
     proxied: Proxied, sim: GraphSimulator, tenant_groups: dict[str, str], fault: str
 ) -> None:
@@ -44,10 +57,11 @@ async def test_a_batch_patch_failing_in_the_middle_loses_and_duplicates_nothing(
     await ready(p.stack)
     seen: list[int] = []
     attempts = retry.DEFAULT_POLICY.attempts
-    if fault == "503":
-        injected = p.proxy.unavailable(times=attempts, when=batch_patch(seen))
+    when = bulk_request(seen) if "bulk" in fault else batch_patch(seen)
+    if fault.startswith("503"):
+        injected = p.proxy.unavailable(times=attempts, when=when)
     else:
-        injected = p.proxy.lose_answer(times=attempts, when=batch_patch(seen))
+        injected = p.proxy.lose_answer(times=attempts, when=when)
     uids = [add_user(sim, name, mail=f"{name.replace(chr(39), '')}@contoso.com") for name in NAMES]
     group = tenant_groups[RECEPTION]
     for uid in uids:
@@ -71,7 +85,7 @@ async def test_a_batch_patch_failing_in_the_middle_loses_and_duplicates_nothing(
 
     await eventually(converged, what="every user in Reception", timeout=30)
     await idle(p.stack)
-    assert injected.exhausted, "no batch PATCH was met"
+    assert injected.exhausted, f"no {'bulk request' if 'bulk' in fault else 'batch PATCH'} was met"
     assert len(await all_users(p.direct)) == len(uids)  # nobody created twice
     assert sorted(Counter(await members()).values()) == [1] * len(uids)  # no member twice
     assert await p.stack.service.store.dead_letters() == []
@@ -79,7 +93,7 @@ async def test_a_batch_patch_failing_in_the_middle_loses_and_duplicates_nothing(
     applied = Counter(r.entra_id for r in rows if r.outcome == "applied")
     assert set(applied.values()) == {1}  # no member added twice in the audit either
     assert {r.entra_id for r in rows} == set(uids)
-    if fault == "503":
+    if fault.startswith("503"):
         assert set(applied) == set(uids)
     else:
         # The answer lost after scim2-server added them: audited as failed (the outcome was not known),

@@ -40,9 +40,10 @@ class ScimServer:
 
 
 @asynccontextmanager
-async def scim_server(token: str | None = None) -> AsyncIterator[ScimServer]:
-    """Run scim2-server on loopback; yield where it answers (``…/v2``) and the token it accepts."""
+async def scim_server(token: str | None = None, *, bulk: bool = True) -> AsyncIterator[ScimServer]:
+    """Run scim2-server on loopback; yield where it answers (``…/v2``) and the token it accepts
+    (``bulk=False``: a server whose ServiceProviderConfig does not offer bulk requests)."""
     token = token or secrets.token_urlsafe(16)
-    app = build_scim_application(token)
+    app = build_scim_application(token, bulk=bulk)
     async with serve_asgi(app) as root:
         yield ScimServer(url=root + "/v2", token=token, storage=app.storage)  # type: ignore[arg-type]
