@@ -7,7 +7,8 @@ turn, while the reactor runs at its default configuration (AskCody behind a prox
 a new value (``CC-<n>``, n increasing); it has reached AskCody when a ``PATCH /Users/{id}`` of that
 user carrying that value or a later one has been answered (coalescing writes only the newest). Prints
 the latency from the change in Entra to that answer (p50, p99, max), the SCIM requests by method,
-the SCIM writes, and the requests per unit (a unit: one user's coalesced work that wrote).
+the SCIM writes, and the requests per unit (a unit: one user's coalesced work that wrote; the
+operations of a ``POST /Bulk`` count as writes, the bulk request as one request).
 
     python -m bench.latency [--changes 1000] [--per-second 50] [--users 20] [--rate 25]
 """
@@ -24,6 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bench.sync import TOKEN, askcody_limit
 from graphsim import GraphSimulator
 from reactor import log
@@ -36,16 +39,28 @@ VALUE = re.compile(rb'"CC-(\d+)"')
 
 
 def answered_writes(proxy: FaultProxy) -> list[tuple[float, str, int]]:
-    """Record (time answered, SCIM user id, n of the CC-n value) of every PATCH /Users/{id} answered 2xx."""
+    """Record (time answered, SCIM user id, n of the CC-n value) of every PATCH /Users/{id} answered 2xx,
+    alone or as an operation of a ``POST /Bulk`` (answered 2xx for that operation)."""
     seen: list[tuple[float, str, int]] = []
     forward = proxy._forward
 
+    def patched(path: str, data: bytes) -> None:
+        found = VALUE.search(data)
+        if found:
+            seen.append((time.monotonic(), path.rsplit("/", 1)[1], int(found.group(1))))
+
     async def timed(request: ProxiedRequest, headers: Any) -> Any:
         out = await forward(request, headers)
-        if request.method == "PATCH" and request.path.startswith("/Users/") and 200 <= out[0] < 300:
-            found = VALUE.search(request.body)
-            if found:
-                seen.append((time.monotonic(), request.path.rsplit("/", 1)[1], int(found.group(1))))
+        if not 200 <= out[0] < 300:
+            return out
+        if request.method == "PATCH" and request.path.startswith("/Users/"):
+            patched(request.path, request.body)
+        elif request.method == "POST" and request.path == "/Bulk":
+            answers = {str(op.get("bulkId")): op for op in orjson.loads(out[2]).get("Operations", [])}
+            for op in request.json().get("Operations", []):
+                status = str(answers.get(str(op.get("bulkId")), {}).get("status", ""))
+                if op.get("method") == "PATCH" and str(op.get("path", "")).startswith("/Users/") and status.startswith("2"):
+                    patched(op["path"], orjson.dumps(op.get("data")))
         return out
 
     proxy._forward = timed  # type: ignore[method-assign,assignment]

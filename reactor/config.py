@@ -113,7 +113,9 @@ class StoreSettings:
 @dataclass(frozen=True)
 class SyncSettings:
     reconcile_interval_seconds: float = 900.0
-    workers: int = 4
+    workers: int = 20
+    """Units handled at once: as many users as one Graph ``$batch`` reads and one SCIM bulk request
+    carries while they wait for AskCody's rate limit (which, not the workers, bounds the work)."""
     max_attempts: int = 8
     retry_horizon_seconds: float = 600.0
 
