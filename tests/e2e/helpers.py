@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,17 @@ class Proxied:
     direct: Stack
 
     def writes(self) -> dict[tuple[str, str], int]:
-        """SCIM writes seen by the proxy, by (method, path)."""
-        return {k: n for k, n in self.proxy.requests.items() if k[0] != "GET"}
+        """SCIM writes seen by the proxy, by (method, path): the operations of a ``POST /Bulk`` count
+        as the writes they carry, whichever way the reactor sent them."""
+        out: Counter[tuple[str, str]] = Counter()
+        for r in self.proxy.log:
+            if r.method == "GET":
+                continue
+            if r.method == "POST" and r.path == "/Bulk":
+                out.update((str(op["method"]), str(op["path"])) for op in (r.json() or {}).get("Operations", []))
+            else:
+                out[(r.method, r.path)] += 1
+        return dict(out)
 
 
 @contextlib.asynccontextmanager
