@@ -31,7 +31,7 @@ import tempfile
 import time
 import types
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -216,21 +216,34 @@ class Timed:
         return timed
 
 
+def seed_user(i: int) -> dict[str, Any]:
+    """The i-th simulated user of a seed file (a GUID id that says its number)."""
+    return {
+        "id": f"{i:08d}-0000-4000-8000-000000000000", "user_principal_name": f"u{i:06d}@contoso.com",
+        "display_name": f"User {i}", "given_name": "User", "surname": f"{i:06d}", "mail": f"u{i:06d}@contoso.com",
+        "employee_org_data": {"costCenter": f"CC-{i % 50}"},
+    }
+
+
 @contextlib.contextmanager
-def simulator_process(users: int, tmp: Path) -> Any:
+def simulator_process(
+    users: int, tmp: Path, *, tenant_id: str | None = None, group: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``python -m graphsim`` seeded with ``users`` users (:func:`seed_user`), all of them members of
+    ``group`` (a group id) when given; yields the Graph base URL and the process."""
     seed_file = tmp / "seed.json"
     with seed_file.open("wb") as out:  # written user by user: the bench's own peak RSS stays clean
         out.write(b'{"users": [')
         for i in range(users):
-            user = {
-                "id": f"{i:08d}-0000-4000-8000-000000000000", "user_principal_name": f"u{i:06d}@contoso.com",
-                "display_name": f"User {i}", "given_name": "User", "surname": f"{i:06d}", "mail": f"u{i:06d}@contoso.com",
-                "employee_org_data": {"costCenter": f"CC-{i % 50}"},
-            }
-            out.write((b"," if i else b"") + orjson.dumps(user))
-        out.write(b"]}")
+            out.write((b"," if i else b"") + orjson.dumps(seed_user(i)))
+        out.write(b"]")
+        if group is not None:
+            members = [seed_user(i)["id"] for i in range(users)]
+            out.write(b', "groups": ' + orjson.dumps([{"id": group, "display_name": "Bench group", "members": members}]))
+        out.write(b"}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "graphsim", "--token", TOKEN, "--seed-file", str(seed_file)],
+        [sys.executable, "-m", "graphsim", "--token", TOKEN, "--seed-file", str(seed_file),
+         *(["--tenant-id", tenant_id] if tenant_id else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
