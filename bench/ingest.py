@@ -1,7 +1,7 @@
 """Ingest benchmark: ``reactor serve`` (journal durable, one worker, 1-item batches) against a bare
 Starlette app that answers 202 without reading the body, driven with the same load in one run.
 
-Both servers run side by side (the idle one costs nothing). Each gets a short warm-up, then the
+The servers run side by side (an idle one costs nothing; the engine's is not idle, see below). Each gets a short warm-up, then the
 load alternates between them in rounds (bare, reactor, then reactor, bare, ...), so that a slow
 patch of a noisy machine falls on both rather than on one. Prints each round, then req/s over all
 rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses wrk when installed
@@ -12,10 +12,10 @@ output; it saturates one core itself, so its figures are lower and the ratio les
                            [--handler record|engine|both] [--engine-users 300] [--changes-per-second 50]
 
 ``--handler``: besides the reactor with the recording handler (``reactor sqlite``), a ``reactor
-engine`` with the real sync engine at the default configuration (4 workers, AskCody at 25 req/s) takes
+engine`` with the real sync engine at the default configuration (4 workers, 25 SCIM req/s) takes
 its turn in the same rounds (``both``, the default), or alone (``engine``). Its tenant is the Graph
 simulator in a process of its own, seeded with ``--engine-users`` users in one configured group, and
-AskCody is scim2-server in its own process; the start-up reconcile provisions the users before the
+AskCody is scim2-server in its own process (not limited itself); the start-up reconcile provisions the users before the
 rounds. Its load notifies ``updated`` on those users (valid clientState, tenant and GUIDs), and a
 thread of this script changes their cost center in the simulator at ``--changes-per-second``, so
 that the units read Graph and write AskCody at its rate limit. The engine keeps working on its
