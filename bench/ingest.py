@@ -1,7 +1,7 @@
 """Ingest benchmark: ``reactor serve`` (journal durable, one worker, 1-item batches) against a bare
 Starlette app that answers 202 without reading the body, driven with the same load in one run.
 
-Both servers run side by side (the idle one costs nothing). Each gets a short warm-up, then the
+The servers run side by side (an idle one costs nothing; the engine's is not idle, see below). Each gets a short warm-up, then the
 load alternates between them in rounds (bare, reactor, then reactor, bare, ...), so that a slow
 patch of a noisy machine falls on both rather than on one. Prints each round, then req/s over all
 rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses wrk when installed
@@ -9,6 +9,19 @@ rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses w
 output; it saturates one core itself, so its figures are lower and the ratio less telling).
 
     python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64] [--store postgresql]
+                           [--handler record|engine|both] [--engine-users 300] [--changes-per-second 50]
+
+``--handler``: besides the reactor with the recording handler (``reactor sqlite``), a ``reactor
+engine`` with the real sync engine at the default configuration (4 workers, 25 SCIM req/s) takes
+its turn in the same rounds (``both``, the default), or alone (``engine``). Its tenant is the Graph
+simulator in a process of its own, seeded with ``--engine-users`` users in one configured group, and
+AskCody is scim2-server in its own process (not limited itself); the start-up reconcile provisions the users before the
+rounds. Its load notifies ``updated`` on those users (valid clientState, tenant and GUIDs), and a
+thread of this script changes their cost center in the simulator at ``--changes-per-second``, so
+that the units read Graph and write AskCody at its rate limit. The engine keeps working on its
+backlog while the others take their turn (its CPU then weighs on their rounds too). Printed for it:
+units handled, SCIM and Graph requests during the rounds, and the seconds the journal took to drain
+after the load.
 
 With ``--store postgresql`` a throwaway durable PostgreSQL cluster journals for a second ``reactor
 serve`` that takes its turn in the same rounds as the SQLite one, so the three figures (bare,
@@ -20,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -28,19 +42,24 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from bench.sync import TOKEN, seed_user, simulator_process
 from reactor.config import StoreSettings
 from tests.support.postgres import Cluster
 from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.scim_server import scim_server_process
 from tests.support.servers import free_port
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 SUB = "aaaaaaaa-0000-0000-0000-000000000001"
 STATE = "bench-client-state-0123456789abcdef"
+ENGINE_GROUP = "bbbbbbbb-0000-4000-8000-000000000001"
 
 BARE_APP = textwrap.dedent(
     """
@@ -61,9 +80,15 @@ BARE_APP = textwrap.dedent(
 WRK_SCRIPT = textwrap.dedent(
     """
     counter = 0
+    ids = {IDS}
     request = function()
       counter = counter + 1
-      local id = string.format("%08d-0000-0000-0000-%012d", math.random(0, 99999999), counter)
+      local id
+      if #ids > 0 then
+        id = ids[math.random(1, #ids)]
+      else
+        id = string.format("%08d-0000-0000-0000-%012d", math.random(0, 99999999), counter)
+      end
       local body = '{"value":[{"subscriptionId":"SUB","clientState":"STATE","changeType":"updated",'
         .. '"resource":"Users/' .. id .. '","resourceData":{"@odata.type":"#Microsoft.Graph.User","id":"'
         .. id .. '"},"tenantId":"TENANT"}]}'
@@ -121,6 +146,87 @@ async def run_python(url: str, seconds: int, connections: int) -> dict[str, floa
             "errors": errors}
 
 
+class EngineTenant:
+    """The real engine's side of the run: the simulated tenant and AskCody (each in a process of its
+    own), a thread changing the users in the tenant, and the figures read from the reactor."""
+
+    def __init__(self, users: int, changes_per_second: float, graph_url: str, scim_url: str, scim_token: str) -> None:
+        self.ids = [seed_user(i)["id"] for i in range(users)]
+        self.changes_per_second = changes_per_second
+        self.graph_url = graph_url
+        self.scim_url = scim_url
+        self.scim_token = scim_token
+        self.changes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def config(self, port: int, store_url: str) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+        """The reactor's configuration: the default one, pointed at this tenant and AskCody."""
+        sections = {
+            "server": {"port": port, "log_level": "error"},
+            "graph": {"tenant_id": TENANT, "base_url": self.graph_url, "token": TOKEN},
+            "askcody": {"scim_url": self.scim_url, "token": self.scim_token},
+            "store": {"url": store_url},
+            "subscriptions": {"enabled": False},
+        }
+        return sections, [{"id": ENGINE_GROUP, "askcody_group": "Bench group", "grants": "role"}]
+
+    def askcody_users(self) -> int:
+        r = httpx.get(f"{self.scim_url}/Users", params={"count": "0"},
+                      headers={"Authorization": f"Bearer {self.scim_token}"}, timeout=10)
+        return int(r.json()["totalResults"])
+
+    def start_changes(self) -> None:
+        """Change one user's cost center after another in the tenant, at ``changes_per_second``."""
+        control = self.graph_url.removesuffix("/v1.0") + "/_sim"
+
+        def run() -> None:
+            with httpx.Client(timeout=10) as client:
+                started = time.monotonic()
+                while not self._stop.is_set():
+                    uid = self.ids[self.changes % len(self.ids)]
+                    client.patch(f"{control}/users/{uid}", json={"employee_org_data": {"costCenter": f"X-{self.changes}"}})
+                    self.changes += 1
+                    self._stop.wait(max(0.0, started + self.changes / self.changes_per_second - time.monotonic()))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop_changes(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def reactor_figures(proc: ReactorProcess) -> dict[str, float]:
+    """Units handled, journal items left, objects pending, and SCIM and Graph requests so far (by method
+    or operation), from the reactor's admin listener."""
+    status = httpx.get(f"{proc.admin_url}/status.json", timeout=30).json()
+    out: dict[str, float] = {
+        "units": status["units_handled"], "journal": status["backlog"]["journal_items"],
+        "objects": status["backlog"]["objects"],
+    }
+    for line in httpx.get(f"{proc.admin_url}/metrics", timeout=30).text.splitlines():
+        for metric, label in (("reactor_scim_requests_total{", "method"), ("reactor_graph_calls_total{", "operation")):
+            if line.startswith(metric):
+                labels, value = line[len(metric):].split("} ")
+                name = dict(kv.split("=", 1) for kv in labels.split(","))[label].strip('"')
+                key = f"{'scim' if 'scim' in metric else 'graph'} {name}"
+                out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def await_drained(proc: ReactorProcess, timeout: float) -> float | None:
+    """Seconds until the reactor's journal is empty and nothing is pending; None after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        figures = reactor_figures(proc)
+        if figures["journal"] == 0 and figures["objects"] == 0:
+            return time.monotonic() - started
+        time.sleep(0.5)  # polling the reactor's status while the backlog drains (with a deadline)
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=4)
@@ -129,21 +235,36 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
                     help="the journal: SQLite (WAL, synchronous=FULL) or a throwaway durable PostgreSQL cluster")
+    ap.add_argument("--handler", choices=("record", "engine", "both"), default="both",
+                    help="the reactor's handler: the recording one, the real engine, or both in the same rounds")
+    ap.add_argument("--engine-users", type=int, default=300, help="users in the engine's tenant, all in scope")
+    ap.add_argument("--changes-per-second", type=float, default=50.0, help="cost-center changes in the engine's tenant")
+    ap.add_argument("--drain-timeout", type=float, default=300.0, help="seconds to wait for the engine's journal to drain")
     args = ap.parse_args()
     use_wrk = shutil.which("wrk") is not None
     print(f"load generator: {'wrk' if use_wrk else 'python (httpx) - install wrk for figures that load the server fully'}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     cluster: Cluster | None = None
     if args.store == "postgresql":
         cluster = Cluster(durable=True)
         cluster.start()
         atexit.register(cluster.stop)  # also when the run fails half-way (stop is idempotent)
         print(f"store: PostgreSQL {cluster.bin.parent.name} on 127.0.0.1:{cluster.port} (fsync on)")
-    with tempfile.TemporaryDirectory() as tmp_s:
-        tmp = Path(tmp_s)
+    with contextlib.ExitStack() as exits:
+        tmp = Path(exits.enter_context(tempfile.TemporaryDirectory()))
         # With --store postgresql the SQLite journal runs beside it in the same rounds, for the comparison.
-        stores = {"reactor sqlite": f"sqlite:///{tmp / 'reactor.db'}"}
-        if cluster is not None:
-            stores["reactor postgresql"] = cluster.url(asyncio.run(cluster.create_database()))
+        stores: dict[str, str] = {}
+        if args.handler != "engine":
+            stores["reactor sqlite"] = f"sqlite:///{tmp / 'reactor.db'}"
+            if cluster is not None:
+                stores["reactor postgresql"] = cluster.url(asyncio.run(cluster.create_database()))
+        engine: EngineTenant | None = None
+        if args.handler != "record":
+            stores["reactor engine"] = f"sqlite:///{tmp / 'engine.db'}"
+            graph_url, _ = exits.enter_context(
+                simulator_process(args.engine_users, tmp, tenant_id=TENANT, group=ENGINE_GROUP))
+            scim_url, scim_token = exits.enter_context(scim_server_process())
+            engine = EngineTenant(args.engine_users, args.changes_per_second, graph_url, scim_url, scim_token)
 
         async def seed(store_url: str) -> None:
             from reactor.store import SubscriptionRecord
@@ -155,13 +276,18 @@ def main() -> None:
                 SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time()))
             await store.close()
 
-        script = tmp / "post.lua"
-        script.write_text(WRK_SCRIPT)
+        scripts = {"random": tmp / "post.lua", "engine": tmp / "engine.lua"}
+        scripts["random"].write_text(WRK_SCRIPT.replace("IDS", ""))
+        scripts["engine"].write_text(WRK_SCRIPT.replace("IDS", ",".join(f'"{i}"' for i in engine.ids) if engine else ""))
         procs: dict[str, ReactorProcess] = {}
         for name, store_url in stores.items():
             asyncio.run(seed(store_url))
             port = free_port()
-            config = write_config(tmp / f"{name.replace(' ', '-')}.toml", {
+            path = tmp / f"{name.replace(' ', '-')}.toml"
+            if name == "reactor engine" and engine is not None:
+                procs[name] = ReactorProcess(write_config(path, *engine.config(port, store_url)), port)
+                continue
+            config = write_config(path, {
                 "server": {"port": port, "log_level": "error"},
                 "graph": {"tenant_id": TENANT},
                 "store": {"url": store_url},
@@ -170,14 +296,18 @@ def main() -> None:
             })
             procs[name] = ReactorProcess(config, port, "--record", os.devnull)
 
-        def load(url: str, seconds: int) -> dict[str, float]:
+        def load(name: str, url: str, seconds: int) -> dict[str, float]:
             if use_wrk:
-                return run_wrk(url, seconds, args.connections, script)
+                return run_wrk(url, seconds, args.connections, scripts["engine" if name == "reactor engine" else "random"])
             return asyncio.run(run_python(url, seconds, args.connections))
 
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
         rounds: dict[str, list[dict[str, float]]] = {"bare starlette": [], **{name: [] for name in procs}}
+        loads: list[float] = []
+        engine_before: dict[str, float] = {}
+        engine_after: dict[str, float] = {}
+        drained: float | None = None
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -190,18 +320,36 @@ def main() -> None:
                     time.sleep(0.05)
             for proc in procs.values():
                 proc.start()
+            if engine is not None:
+                # The start-up reconcile provisions the tenant's users: wait for it before loading.
+                started = time.monotonic()
+                drained = await_drained(procs["reactor engine"], args.drain_timeout)
+                print(f"engine: start-up reconcile provisioned {engine.askcody_users()} of {args.engine_users} users "
+                      f"in {time.monotonic() - started:.1f} s", flush=True)
+                engine.start_changes()
             urls = {"bare starlette": f"http://127.0.0.1:{bare_port}", **{n: p.url for n, p in procs.items()}}
-            for url in urls.values():
-                load(url, args.warmup)
+            for name, url in urls.items():
+                load(name, url, args.warmup)
+            if engine is not None:
+                engine_before = reactor_figures(procs["reactor engine"])
+            began = time.monotonic()
             for n in range(args.rounds):
                 order = list(urls) if n % 2 == 0 else list(reversed(urls))
                 for name in order:
-                    rounds[name].append(load(urls[name], args.seconds))
+                    rounds[name].append(load(name, urls[name], args.seconds))
+                loads.append(os.getloadavg()[0])
                 bare_rps = rounds["bare starlette"][-1]["rps"]
                 line = ", ".join(f"{name} {rounds[name][-1]['rps']:.0f} req/s ({rounds[name][-1]['rps'] / bare_rps:.2f})"
                                  for name in procs)
-                print(f"round {n + 1}: bare {bare_rps:.0f} req/s, {line}", flush=True)
+                print(f"round {n + 1}: bare {bare_rps:.0f} req/s, {line}; load average {loads[-1]:.2f}", flush=True)
+            if engine is not None:
+                measured = time.monotonic() - began
+                engine.stop_changes()
+                engine_after = reactor_figures(procs["reactor engine"])
+                drained = await_drained(procs["reactor engine"], args.drain_timeout)
         finally:
+            if engine is not None:
+                engine.stop_changes()
             bare.send_signal(signal.SIGTERM)
             bare.wait(10)
             for proc in procs.values():
@@ -232,6 +380,20 @@ def main() -> None:
         target = "0.50" if "postgresql" in name else "0.60"
         print(f"ratio {name}/bare req/s: {totals[name] / totals['bare starlette']:.2f} (target >= {target});"
               f" journal items left pending after stop: {left[name]}")
+    print(f"load average during the rounds: {', '.join(f'{x:.2f}' for x in loads)}")
+    if engine is not None and engine_after:
+        delta = {k: engine_after.get(k, 0.0) - engine_before.get(k, 0.0) for k in engine_after}
+        accepted = sum(r["requests"] for r in rounds["reactor engine"])
+        print(f"engine, during the {measured:.0f} s of rounds ({accepted:.0f} notifications answered to it, "
+              f"{engine.changes} changes made in the tenant in all):")
+        print(f"    units handled      {delta['units']:8.0f}   ({delta['units'] / measured:.1f}/s)")
+        print(f"    SCIM requests      {sum(v for k, v in delta.items() if k.startswith('scim ')):8.0f}   "
+              f"({', '.join(f'{k[5:]} {v:.0f}' for k, v in sorted(delta.items()) if k.startswith('scim ') and v)})")
+        print(f"    Graph requests     {sum(v for k, v in delta.items() if k.startswith('graph ')):8.0f}   "
+              f"({', '.join(f'{k[6:]} {v:.0f}' for k, v in sorted(delta.items()) if k.startswith('graph ') and v)})")
+        print(f"    backlog at the end {engine_after['journal']:8.0f} journal items, {engine_after['objects']:.0f} objects")
+        took = f"not within {args.drain_timeout:.0f} s" if drained is None else f"{drained:.1f} s"
+        print(f"    drained after      {took}")
 
 
 if __name__ == "__main__":

@@ -121,9 +121,22 @@ class SQLiteStore(SQLiteCoordination):
         return await self._call(job)
 
     async def mark_done(self, seqs: Sequence[int]) -> None:
-        # Done entries are mostly consecutive: one range delete per run of consecutive numbers.
+        # Units of one notification each leave runs of consecutive numbers: one range delete per run.
+        # Coalesced units (many notifications of a user, interleaved with others') leave scattered
+        # numbers: those go in lists of up to DELETE_CHUNK, one statement each instead of one per
+        # number (each statement the writer steps releases and takes back the GIL).
         ranges = _runs(seqs)
-        await self._call(lambda c: c.executemany("DELETE FROM journal WHERE seq BETWEEN ? AND ?", ranges))
+        spans = [r for r in ranges if r[0] != r[1]]
+        single = [r[0] for r in ranges if r[0] == r[1]]
+
+        def job(c: sqlite3.Connection) -> None:
+            if spans:
+                c.executemany("DELETE FROM journal WHERE seq BETWEEN ? AND ?", spans)
+            for i in range(0, len(single), DELETE_CHUNK):
+                chunk = single[i : i + DELETE_CHUNK]
+                c.execute(f"DELETE FROM journal WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+
+        await self._call(job)
 
     async def backlog(self) -> tuple[int, float | None]:
         def job(c: sqlite3.Connection) -> tuple[int, float | None]:
@@ -321,6 +334,10 @@ class SQLiteStore(SQLiteCoordination):
 def _audit_row(r: Sequence[Any]) -> AuditRow:
     return AuditRow(at=r[0], entra_id=r[1], upn=r[2], op=r[3], operation=r[4], cause=r[5], reason=r[6], outcome=r[7],
                     error=r[8], journal_seqs=tuple(orjson.loads(r[9])), mail=r[10])
+
+
+DELETE_CHUNK = 500
+"""The most journal numbers one ``DELETE … IN (…)`` of :meth:`SQLiteStore.mark_done` carries."""
 
 
 def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:

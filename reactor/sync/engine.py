@@ -62,6 +62,11 @@ Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
 LifecycleHandler = Callable[[WorkUnit], Awaitable[None]]
 MAX_ATTRIBUTE_FAILURES = 1000
 Scope = Mapping[str, Mapping[str, Path]]
+FULL_SYNC_CONCURRENCY = 32
+"""Users planned and applied at once by ``reactor sync`` and the rounds without a journal. AskCody's
+rate limit bounds the work, not this: more at once costs idle coroutines, and lets a membership PATCH
+carry the members of more users (a group commit, :class:`~reactor.sync.apply.GroupCommit`); with 8, an
+initial sync of 2,000 users sent a PATCH per 5 members (1.20 requests per user, bench/sync.py (c))."""
 
 
 class SyncEngine(GroupRounds):
@@ -77,7 +82,7 @@ class SyncEngine(GroupRounds):
         *,
         enqueue: Enqueue | None = None,
         on_lifecycle: LifecycleHandler | None = None,
-        concurrency: int = 8,
+        concurrency: int = FULL_SYNC_CONCURRENCY,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -5,20 +5,28 @@ schemas, which include the enterprise User extension, and in-memory storage) wit
 running event loop, on ``127.0.0.1`` and a free port, refusing requests without the bearer token.
 ``server.url`` is the SCIM base URL (``http://127.0.0.1:<port>/v2``); ``server.storage`` lets a test
 look at what the server holds without going through HTTP.
+
+``with scim_server_process() as (url, token):`` runs the same application in a process of its own
+(``python -m tests.support.scim_server PORT TOKEN``, uvicorn with httptools and uvloop), for the
+benchmarks that must not count its CPU in theirs.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from scim2_server.memory import AsyncInMemoryStorage
 
 from reactor.demo.askcody import build_scim_application
-from tests.support.servers import serve_asgi
+from tests.support.servers import free_port, serve_asgi
 
 build_application = build_scim_application
 
@@ -47,3 +55,34 @@ async def scim_server(token: str | None = None, *, bulk: bool = True) -> AsyncIt
     app = build_scim_application(token, bulk=bulk)
     async with serve_asgi(app) as root:
         yield ScimServer(url=root + "/v2", token=token, storage=app.storage)  # type: ignore[arg-type]
+
+
+@contextmanager
+def scim_server_process(token: str | None = None, timeout: float = 30.0) -> Iterator[tuple[str, str]]:
+    """Run scim2-server in a process of its own; yield its SCIM base URL (``…/v2``) and token."""
+    token = token or secrets.token_urlsafe(16)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.scim_server", str(port), token])
+    url = f"http://127.0.0.1:{port}/v2"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(url + "/ServiceProviderConfig", headers={"Authorization": f"Bearer {token}"}, timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("scim2-server did not start")
+            time.sleep(0.05)
+        yield url, token
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(build_scim_application(sys.argv[2]), host="127.0.0.1", port=int(sys.argv[1]), http="httptools",
+                loop="uvloop", access_log=False, log_level="warning")
