@@ -74,7 +74,7 @@ class RichBars:
 
     def __call__(self, progress: Progress) -> None:
         if progress.phase_changed and self._task is not None:
-            ended = self.bars.tasks[-1]
+            ended = next(task for task in self.bars.tasks if task.id == self._task)
             if not ended.total:
                 # The phase ended without a total, or with nothing to do: shown as done.
                 self.bars.update(self._task, total=max(1, ended.completed), completed=max(1, ended.completed))

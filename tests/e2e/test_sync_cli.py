@@ -267,7 +267,10 @@ async def test_sync_on_a_terminal_draws_progress_bars_with_counts_and_rates(setu
     assert "\x1b" not in out
 
 
-async def test_sync_json_prints_one_json_document_and_no_progress(setup: Setup) -> None:
+async def test_sync_json_prints_one_json_document_and_no_progress_even_on_a_terminal(setup: Setup) -> None:
+    code, out, drawn = await setup.reactor_on_terminal("sync", "--dry-run", "--json")
+    assert code == 0 and drawn == "", drawn
+    assert json.loads(out)["users"] == 3, out
     for args in (("sync", "--dry-run", "--json"), ("sync", "--json")):
         code, out, err = await setup.reactor(*args)
         assert code == 0, err
