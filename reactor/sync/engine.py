@@ -96,9 +96,9 @@ class SyncEngine(GroupRounds):
         (a current failure: the user is provisioned without them; gone once the user converges)."""
         self._group_lock = asyncio.Lock()
         self.index: ScimIndex | None = None
+        """The last listing of AskCody's users (a reconcile, a groups round with many new users)."""
         self.progress = progress if progress is not None else Progress()
         """How far the running reconcile or full sync has come (the status page, ``reactor sync``)."""
-        """The last listing of AskCody's users (a reconcile, a groups round with many new users)."""
         self.members = GroupCommit(scim)
         """Membership writes of concurrent units batched into shared group PATCHes."""
         self._group_names: dict[str, str] = {}
