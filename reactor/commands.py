@@ -18,6 +18,7 @@ import orjson
 from reactor.config import Settings
 from reactor.domain.operations import describe
 from reactor.errors import ReactorError
+from reactor.progressview import progress_view
 from reactor.store import Store, open_store
 from reactor.sync.engine import SyncEngine, plan_as_json
 from reactor.wiring import Clients, build_clients
@@ -48,30 +49,37 @@ async def opened(settings: Settings, *, remote: bool = True) -> AsyncIterator[tu
 
 
 async def sync_command(settings: Settings, *, dry_run: bool, as_json: bool) -> int:
-    """``reactor sync [--dry-run] [--json]``: full reconcile from Graph's group members."""
+    """``reactor sync [--dry-run] [--json]``: full reconcile from Graph's group members, its progress
+    shown on stderr (:func:`~reactor.progressview.progress_view`; none with ``--json``)."""
     async with opened(settings) as (store, clients):
         assert clients is not None
-        engine = SyncEngine(settings, store, clients.reader, clients.scim)
-        if dry_run:
-            plans = await engine.full_plan()
-            if as_json:
-                _json(dict(plan_as_json(plans), dry_run=True))
-            else:
-                _print_plan(plans, header="Plan (dry run, nothing changed)")
-            return EXIT_OK
-        try:
-            plans = await engine.full_sync()
-        except ReactorError as exc:
-            sys.stderr.write(f"reactor: sync finished with failures: {exc}\n")
-            return EXIT_FAILURE
-        dead = await store.dead_letters()
+        with progress_view(sys.stderr, quiet=as_json) as progress:
+            engine = SyncEngine(settings, store, clients.reader, clients.scim, progress=progress)
+            return await _sync(engine, store, dry_run=dry_run, as_json=as_json)
+
+
+async def _sync(engine: SyncEngine, store: Store, *, dry_run: bool, as_json: bool) -> int:
+    """Plan (``dry_run``) or sync everything and print the plan; the exit code."""
+    if dry_run:
+        plans = await engine.full_plan()
         if as_json:
-            _json(dict(plan_as_json(plans), dry_run=False, dead_letters=len(dead)))
+            _json(dict(plan_as_json(plans), dry_run=True))
         else:
-            _print_plan(plans, header="Applied")
-            if dead:
-                _out(f"{len(dead)} dead letters waiting: reactor deadletters list")
+            _print_plan(plans, header="Plan (dry run, nothing changed)")
         return EXIT_OK
+    try:
+        plans = await engine.full_sync()
+    except ReactorError as exc:
+        sys.stderr.write(f"reactor: sync finished with failures: {exc}\n")
+        return EXIT_FAILURE
+    dead = await store.dead_letters()
+    if as_json:
+        _json(dict(plan_as_json(plans), dry_run=False, dead_letters=len(dead)))
+    else:
+        _print_plan(plans, header="Applied")
+        if dead:
+            _out(f"{len(dead)} dead letters waiting: reactor deadletters list")
+    return EXIT_OK
 
 
 def _print_plan(plans: Sequence[Any], *, header: str) -> None:

@@ -55,6 +55,7 @@ form.search input { flex: 1 1 22rem; font: inherit; padding: .35rem .6rem; borde
 form.search button { font: inherit; padding: .35rem .9rem; border: 1px solid var(--line); border-radius: 6px;
                      background: var(--bg); }
 .diff { color: var(--warn); font-weight: 600; }
+progress { width: 100%; height: .8rem; }
 """
 
 
@@ -176,6 +177,19 @@ def _replicas(status: Mapping[str, Any], now: float) -> tuple[str, list[list[str
     return line, rows
 
 
+def _reconcile(status: Mapping[str, Any], now: float) -> str:
+    """The running reconcile's phase, count, rate and time left (with a bar when the total is known),
+    or the outcome of the last one."""
+    progress = status.get("reconcile") or {}
+    if progress.get("running"):
+        total, done = progress.get("total"), progress.get("done") or 0
+        bar = f'<progress id="reconcile-bar" max="{_e(total)}" value="{_e(done)}"></progress>' if total else ""
+        return f'<p id="reconcile">{_e(progress.get("round"))}: {_e(progress.get("summary"))}</p>{bar}'
+    if progress.get("finished_at"):
+        return f'<p id="reconcile">Idle; {_e(progress.get("summary"))}, {_when(progress["finished_at"], now)}.</p>'
+    return '<p id="reconcile">Idle; no reconcile has run here since start.</p>'
+
+
 def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[str, Any]]) -> str:
     """Render the status snapshot (``Service.status()``) and the readiness checks as one HTML page."""
     now = float(status.get("now") or time.time())
@@ -278,6 +292,8 @@ def render(status: Mapping[str, Any], ready: bool, checks: Mapping[str, Mapping[
 <section>
 <h2>Backlog</h2>
 <p id="backlog">{_e(backlog_text)}</p>
+<h2>Reconcile</h2>
+{_reconcile(status, now)}
 </section>
 </div>
 

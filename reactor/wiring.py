@@ -24,6 +24,7 @@ from reactor.service import Check, Component, Service, StatusSource
 from reactor.store.base import Audit, JournalItem, Store
 from reactor.sync.engine import SyncEngine
 from reactor.sync.explain import explain
+from reactor.sync.progress import APPLYING
 from reactor.tasks import cancelled
 from subscriptions.lifecycle import handle_lifecycle
 from subscriptions.manager import SubscriptionManager
@@ -241,9 +242,18 @@ def build_service(settings: Settings, store: Store, clients: Clients | None = No
             "attribute_failures": dict(engine.attribute_failures),
         }
 
+    async def reconcile_progress() -> dict[str, Any]:
+        progress = engine.progress
+        if progress.phase == APPLYING and not service.dispatcher.depth and not service.dispatcher.running:
+            # Nothing is waiting here: the users it still expects went to another replica (or to the
+            # dead letters through the dispatcher), where they are not counted.
+            progress.settled_elsewhere()
+        return progress.as_dict()
+
     checks["askcody"] = check_askcody
     checks["graph"] = check_graph
     status_sources["engine"] = engine_status
+    status_sources["reconcile"] = reconcile_progress
     service = Service(
         settings, store, engine.handle, components=components, closers=[clients.aclose], checks=checks,
         status_sources=status_sources, on_scrape=on_scrape, leader_components=leader_components,

@@ -3,13 +3,18 @@ order and stopped together; readiness, status and metrics include what was given
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from reactor.config import GroupMapping, Secret, Settings, with_overrides
 from reactor.domain.work import WorkUnit
 from reactor.service import Service
-from reactor.store import JournalItem, SQLiteStore
+from reactor.statuspage import render
+from reactor.store import JournalEntry, JournalItem, SQLiteStore
+from reactor.sync.engine import SyncEngine
+from reactor.sync.progress import READING_CHANGES, Progress
 from reactor.wiring import AuditPruning, ReconcileLoop, SubscriptionsComponent, build_service
 from tests.support.eventually import eventually
 
@@ -118,3 +123,64 @@ async def test_a_unit_that_keeps_failing_is_dead_lettered_after_the_configured_a
         assert len(letter.attempts) == 2 and "cannot parse this user" in letter.error
     finally:
         await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def assembled(tmp_path: Path) -> AsyncIterator[tuple[Service, SyncEngine, list[float]]]:
+    """A service built (not started) with its store open, and a clock the test turns for its engine's progress."""
+    tmp_path.mkdir(exist_ok=True)
+    service, engine = build_service(settings_for(tmp_path, subscriptions=False), SQLiteStore(str(tmp_path / "r.db")))
+    now = [100.0]
+    engine.progress.clock = engine.progress.wall = lambda: now[0]
+    await service.store.open()
+    try:
+        yield service, engine, now
+    finally:
+        await service.store.close()
+        for close in service.closers:
+            await close()
+
+
+def start_up_reconcile(progress: Progress, users: int) -> None:
+    """A start-up reconcile that queued ``users`` users for the workers."""
+    with progress.run("start-up reconcile", phase=READING_CHANGES, unit=""):
+        progress.expect(f"user-{i}" for i in range(users))
+
+
+async def test_status_shows_the_running_reconciles_progress(tmp_path: Path) -> None:
+    async with assembled(tmp_path) as (service, engine, now):
+        idle = (await service.status())["reconcile"]
+        assert idle["running"] is False and idle["finished_at"] is None
+        assert '<p id="reconcile">Idle; no reconcile has run here since start.</p>' in render(await service.status(), True, {})
+
+        start_up_reconcile(engine.progress, 200)
+        service.dispatcher.submit([JournalEntry("user", "user-40", now[0], {"reconcile": True}, seq=1)])  # still waiting
+        now[0] += 4
+        for i in range(40):
+            engine.progress.settle(f"user-{i}")
+        status = await service.status()
+        assert {k: status["reconcile"][k] for k in ("running", "round", "phase", "done", "total")} == {
+            "running": True, "round": "start-up reconcile", "phase": "applying", "done": 40, "total": 200,
+        }
+        assert status["reconcile"]["rate_per_second"] == 10.0 and status["reconcile"]["eta_seconds"] == 16.0
+        page = render(status, True, {})
+        assert '<p id="reconcile">start-up reconcile: applying 40/200 users, 10.0/s, ETA 16 s</p>' in page
+        assert '<progress id="reconcile-bar" max="200" value="40"></progress>' in page
+
+        for i in range(40, 200):
+            engine.progress.settle(f"user-{i}")
+        now[0] += 60
+        ended = (await service.status())["reconcile"]
+        assert ended["running"] is False and ended["error"] is None and (ended["done"], ended["total"]) == (200, 200)
+        assert '<p id="reconcile">Idle; start-up reconcile finished in 4 s, <span title=' in render(
+            await service.status(), True, {}
+        )
+
+
+async def test_a_reconcile_whose_users_went_elsewhere_ends_when_the_workers_here_are_idle(tmp_path: Path) -> None:
+    async with assembled(tmp_path) as (service, engine, now):
+        start_up_reconcile(engine.progress, 200)
+        engine.progress.settle("user-0")
+        now[0] += 60
+        ended = (await service.status())["reconcile"]  # nothing pending here: not stuck at 1/200
+        assert ended["running"] is False and ended["finished_at"] == now[0] and (ended["done"], ended["total"]) == (1, 200)

@@ -56,6 +56,7 @@ from reactor.store.base import AuditOutcome, AuditRow, JournalItem, ObjectMappin
 from reactor.sync.apply import GroupCommit, Refusal, apply_operations
 from reactor.sync.nesting import Nesting, Path, configured_paths
 from reactor.sync.planner import UserPlan, current_attributes, owned, plan_user, user_attributes
+from reactor.sync.progress import Progress
 from reactor.sync.rounds import NESTING_KEY, GroupRounds, ScimIndex, applied_user
 
 Enqueue = Callable[[Sequence[JournalItem]], Awaitable[None]]
@@ -71,7 +72,8 @@ initial sync of 2,000 users sent a PATCH per 5 members (1.20 requests per user, 
 
 class SyncEngine(GroupRounds):
     """Turns dirty objects into SCIM writes. ``enqueue`` journals follow-up user work durably;
-    ``on_lifecycle`` handles units of Graph lifecycle events (subscriptions), when there are any."""
+    ``on_lifecycle`` handles units of Graph lifecycle events (subscriptions), when there are any;
+    ``progress`` is where a reconcile or full sync reports how far it has come."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class SyncEngine(GroupRounds):
         enqueue: Enqueue | None = None,
         on_lifecycle: LifecycleHandler | None = None,
         concurrency: int = FULL_SYNC_CONCURRENCY,
+        progress: Progress | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -99,6 +102,8 @@ class SyncEngine(GroupRounds):
         self._group_lock = asyncio.Lock()
         self.index: ScimIndex | None = None
         """The last listing of AskCody's users (a reconcile, a groups round with many new users)."""
+        self.progress = progress if progress is not None else Progress()
+        """How far the running reconcile or full sync has come (the status page, ``reactor sync``)."""
         self.members = GroupCommit(scim)
         """Membership writes of concurrent units batched into shared group PATCHes."""
         self._group_names: dict[str, str] = {}
@@ -113,7 +118,8 @@ class SyncEngine(GroupRounds):
         cause = _cause(unit)
         if unit.kind == "user":
             origin = _origin(unit)
-            from_reconcile = all(isinstance(e.payload, dict) and e.payload.get("reconcile") for e in unit.entries)
+            reconciled = [isinstance(e.payload, dict) and bool(e.payload.get("reconcile")) for e in unit.entries]
+            from_reconcile = all(reconciled)
             # The journal entries behind this work, and those of the group notifications that queued it.
             seqs = sorted(
                 {e.seq for e in unit.entries}
@@ -127,6 +133,8 @@ class SyncEngine(GroupRounds):
                 elif applied and unit.entries:
                     # From the (oldest) notification's receipt to the change applied in AskCody.
                     APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
+                if any(reconciled):
+                    self.progress.settle(uid)
         elif unit.kind == "group":
             await self.groups_round(
                 cause=cause, received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]

@@ -30,6 +30,7 @@ from reactor.scim.client import PAGE_SIZE, AskCodyClient
 from reactor.store.base import JournalItem, ObjectMapping, Store
 from reactor.sync.nesting import Nesting, Path, depths
 from reactor.sync.planner import UserPlan, attribute_changes
+from reactor.sync.progress import APPLYING, LISTING, PLANNING, READING_CHANGES, Progress
 
 AFFECTED_KEY = "groups:affected-users"
 """Store meta key: users affected by a groups-delta round whose membership changes are stored but
@@ -100,6 +101,7 @@ class GroupRounds:
     last_reconcile_error: str | None
     _delta_lock: asyncio.Lock
     index: ScimIndex | None
+    progress: Progress
 
     if TYPE_CHECKING:  # provided by SyncEngine
 
@@ -271,6 +273,8 @@ class GroupRounds:
         if caused_by:
             payload["caused_by"] = list(caused_by)[:100]
         items = [JournalItem("user", uid, at, payload, change_type="resync") for uid in ids]
+        if reconcile:
+            self.progress.expect(ids)
         if self.enqueue is not None:
             await self.enqueue(items)
         else:
@@ -286,6 +290,7 @@ class GroupRounds:
                     await self.sync_user(uid, cause=cause, origin=origin, fresh=origin == "reconcile")
                 except ReactorError as exc:
                     errors.append(exc)
+                self.progress.settle(uid)
 
         await asyncio.gather(*(one(u) for u in ids))
         if errors:
@@ -296,39 +301,44 @@ class GroupRounds:
         """Repair what notifications missed: a users and a groups delta round; queue who changed."""
         started = time.perf_counter()
         try:
-            async with self._delta_lock:
-                rounds = await self._store_group_changes()
-                affected = set(rounds.affected)
-                known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
-                # Only the ids of known users are kept, page by page: a full round of a large tenant
-                # holds none of its users' objects (bench/sync.py (b)).
-                udelta = await self.reader.users_delta_ids(known.__contains__, commit=False)
-                if udelta.full or rounds.full:
-                    affected |= known
-                else:
-                    affected |= udelta.ids
-                await self._index_for(affected)
-                await self._queue_users(affected, cause, reconcile=True)
-                await self._groups_delta_done(rounds)
-                await self.reader.commit(udelta)
-            # What was changed by hand in AskCody: the users whose state there differs from the
-            # state last applied (queued as reconcile work, which reads AskCody afresh).
-            drifted = await self.drifted() - affected
-            await self._queue_users(drifted, cause, reconcile=True)
-            affected |= drifted
-            self.last_reconcile_at = time.time()
-            self.last_reconcile_error = None
-            log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
-            return affected
+            with self.progress.run(cause, phase=READING_CHANGES, unit=""):
+                return await self._reconcile(cause)
         except ReactorError as exc:
             self.last_reconcile_error = str(exc)
             raise
         finally:
             RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _index_for(self, users: Iterable[str]) -> None:
+    async def _reconcile(self, cause: str) -> set[str]:
+        """The reconcile's rounds (see :meth:`reconcile`), reported into :attr:`progress`."""
+        async with self._delta_lock:
+            rounds = await self._store_group_changes()
+            affected = set(rounds.affected)
+            known = await self.store.member_users() | {m.entra_id for m in await self.store.mappings("user")}
+            # Only the ids of known users are kept, page by page: a full round of a large tenant
+            # holds none of its users' objects (bench/sync.py (b)).
+            udelta = await self.reader.users_delta_ids(known.__contains__, commit=False)
+            if udelta.full or rounds.full:
+                affected |= known
+            else:
+                affected |= udelta.ids
+            await self._index_for(affected, self.progress)
+            await self._queue_users(affected, cause, reconcile=True)
+            await self._groups_delta_done(rounds)
+            await self.reader.commit(udelta)
+        # What was changed by hand in AskCody: the users whose state there differs from the
+        # state last applied (queued as reconcile work, which reads AskCody afresh).
+        drifted = await self.drifted() - affected
+        await self._queue_users(drifted, cause, reconcile=True)
+        affected |= drifted
+        self.last_reconcile_at = time.time()
+        self.last_reconcile_error = None
+        log.event("reconcile_done", cause=cause, users_queued=len(affected), full=udelta.full or rounds.full)
+        return affected
+
+    async def _index_for(self, users: Iterable[str], progress: Progress | None = None) -> None:
         """List AskCody's users once (:class:`ScimIndex`) when that costs fewer requests than looking
-        up, one request each, the ``users`` the store knows nothing of."""
+        up, one request each, the ``users`` the store knows nothing of (reported into ``progress``)."""
         known = {m.entra_id for m in await self.store.mappings("user")}
         unknown = len(set(users) - known)
         if unknown < 2:
@@ -337,12 +347,21 @@ class GroupRounds:
         groups = [sid for gid, sid in (await self.group_ids()).items() if self.settings.group(gid) is not None]
         if -(-total // PAGE_SIZE) + len(groups) >= unknown:
             return
-        await self.build_index()
+        await self.build_index(progress)
 
-    async def build_index(self) -> ScimIndex:
-        """One paged listing of AskCody's users and one read of each configured group it holds."""
+    async def build_index(self, progress: Progress | None = None) -> ScimIndex:
+        """One paged listing of AskCody's users and one read of each configured group it holds
+        (counted in ``progress``, when given)."""
         at = time.time()
-        listed = [u async for u in self.scim.list_users()]
+        listed: list[ScimUser] = []
+        if progress is not None:
+            progress.enter(LISTING)
+        async for u in self.scim.list_users():
+            listed.append(u)
+            if progress is not None and len(listed) % PAGE_SIZE == 0:
+                progress.advance(PAGE_SIZE)
+        if progress is not None:
+            progress.advance(len(listed) % PAGE_SIZE, total=len(listed))
         members: dict[str, frozenset[str]] = {}
         for gid, sid in (await self.group_ids()).items():
             if self.settings.group(gid) is None:
@@ -386,11 +405,15 @@ class GroupRounds:
             log.event("reconcile_drift_found", users=len(out))
         return out
 
-    async def read_groups(self) -> tuple[dict[str, frozenset[str]], Nesting]:
+    async def read_groups(self, progress: Progress | None = None) -> tuple[dict[str, frozenset[str]], Nesting]:
         """Read from Graph every configured group and every group nested in one with ``nested = true``:
-        the direct user members of each, and the nesting. Each group is read once (cycles end)."""
+        the direct user members of each, and the nesting. Each group is read once (cycles end).
+        ``progress`` counts the groups read of those known so far."""
         members: dict[str, frozenset[str]] = {}
         nesting = Nesting()
+        queue = deque(g.id for g in self.settings.groups if g.nested)
+        queued = set(queue)
+        to_read = queued | {g.id for g in self.settings.groups}
 
         async def read(gid: str) -> frozenset[str]:
             try:
@@ -399,14 +422,15 @@ class GroupRounds:
                 found = GroupMembers(frozenset(), frozenset())
             members[gid] = found.user_ids
             nesting.replace(gid, found.group_ids)
+            if progress is not None:
+                progress.advance(total=len(to_read))
             return found.group_ids
 
-        queue = deque(g.id for g in self.settings.groups if g.nested)
-        queued = set(queue)
         while queue:
             for child in sorted(await read(queue.popleft())):
                 if child not in queued:
                     queued.add(child)
+                    to_read.add(child)
                     queue.append(child)
         for g in self.settings.groups:
             if g.id not in members:
@@ -414,15 +438,16 @@ class GroupRounds:
         nesting.prune(self.settings)
         return members, nesting
 
-    async def full_plan(self) -> list[UserPlan]:
+    async def full_plan(self, *, cause: str = "dry run") -> list[UserPlan]:
         """Read every group in scope (nested ones included) and its members from Graph and plan every
-        user (changes nothing, in AskCody or in the store)."""
-        members, nesting = await self.read_groups()
-        return await self._plan_all(members, nesting, remember=False)
+        user (changes nothing, in AskCody or in the store). Reported into :attr:`progress`."""
+        with self.progress.run(cause):
+            members, nesting = await self.read_groups(self.progress)
+            return await self._plan_all(members, nesting, remember=False, progress=self.progress)
 
     async def _plan_all(
         self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True,
-        index: ScimIndex | None = None,
+        index: ScimIndex | None = None, progress: Progress | None = None,
     ) -> list[UserPlan]:
         direct: dict[str, set[str]] = {}
         for gid, uids in members.items():
@@ -432,20 +457,30 @@ class GroupRounds:
         group_ids = await self.group_ids()
         scope = nesting.scope(self.settings)
         sem = asyncio.Semaphore(self.concurrency)
+        if progress is not None:
+            progress.enter(PLANNING, total=len(everyone))
 
         async def one(uid: str) -> UserPlan:
             async with sem:
-                return await self.plan(
+                plan = await self.plan(
                     uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember,
                     fresh=True, index=index,
                 )
+            if progress is not None:
+                progress.advance()
+            return plan
 
         plans = await asyncio.gather(*(one(u) for u in sorted(everyone)))
         return [p for p in plans if p.operations]
 
     async def full_sync(self, *, cause: str = "reactor sync") -> list[UserPlan]:
-        """Full reconcile: store Graph's memberships and nesting, plan every user, apply. Returns the plans applied."""
-        members, nesting = await self.read_groups()
+        """Full reconcile: store Graph's memberships and nesting, plan every user, apply. Returns the
+        plans applied. Reported into :attr:`progress`."""
+        with self.progress.run(cause):
+            return await self._full_sync(cause, self.progress)
+
+    async def _full_sync(self, cause: str, progress: Progress) -> list[UserPlan]:
+        members, nesting = await self.read_groups(progress)
         async with self._delta_lock:
             before = Nesting.loads(await self.store.get_meta(NESTING_KEY))
             for gid in sorted(before.tracked(self.settings) - members.keys()):
@@ -458,9 +493,11 @@ class GroupRounds:
             if count:
                 log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
         # Every user matched from one listing of AskCody, not a lookup (or a read) each.
-        plans = await self._plan_all(members, nesting, index=await self.build_index())
+        index = await self.build_index(progress)
+        plans = await self._plan_all(members, nesting, index=index, progress=progress)
         failures: list[BaseException] = []
         sem = asyncio.Semaphore(self.concurrency)
+        progress.enter(APPLYING, total=len(plans))
 
         async def apply(p: UserPlan) -> None:
             # Concurrently, so that the membership writes of many users share group PATCHes.
@@ -469,6 +506,7 @@ class GroupRounds:
                     RECONCILE_DRIFT.inc(len(await self.apply(p, cause=cause)))
                 except ReactorError as exc:
                     failures.append(exc)
+            progress.advance()
 
         await asyncio.gather(*(apply(p) for p in plans))
         if failures:

@@ -1,13 +1,17 @@
 """``reactor sync`` as an operator runs it: a subprocess with a TOML configuration, against the Graph
 simulator and scim2-server served by the test. ``--dry-run`` prints the plan (text, or one JSON
-object with ``--json``) and leaves AskCody untouched; without it the same plan is applied."""
+object with ``--json``) and leaves AskCody untouched; without it the same plan is applied. Progress
+goes to stderr: plain lines into a pipe, rich bars on a terminal, nothing with ``--json``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import pty
+import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +37,37 @@ class Setup:
 
     async def reactor(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         """Run ``python -m reactor ARGS --config FILE``; its exit code, stdout and stderr."""
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("REACTOR_")}
-        environ.update(env or {})
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reactor", *args, "--config", str(self.config),
-            cwd=self.cwd, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await self._start(args, env, asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
+
+    async def reactor_on_terminal(self, *args: str) -> tuple[int, str, str]:
+        """Like :meth:`reactor`, with stderr a pseudo-terminal (stdout still a pipe): what it drew there."""
+        terminal, stderr = pty.openpty()
+        try:
+            proc = await self._start(args, {"TERM": "xterm-256color", "COLUMNS": "120"}, stderr)
+        finally:
+            os.close(stderr)
+        assert proc.stdout is not None
+        try:
+            drawn, out = await asyncio.wait_for(
+                asyncio.gather(asyncio.to_thread(_read_terminal, terminal, time.monotonic() + 60), proc.stdout.read()),
+                60,
+            )
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            os.close(terminal)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), drawn.decode(errors="replace")
+
+    async def _start(self, args: tuple[str, ...], env: dict[str, str] | None, stderr: int) -> asyncio.subprocess.Process:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("REACTOR_")}
+        environ.update(env or {})
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "reactor", *args, "--config", str(self.config),
+            cwd=self.cwd, env=environ, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+        )
 
     async def askcody(self) -> dict[str, Any]:
         """Everything scim2-server holds, as it answers over HTTP."""
@@ -61,6 +87,20 @@ class Setup:
         assert len(found) == 1
         user: dict[str, Any] = found[0]
         return user
+
+
+def _read_terminal(fd: int, deadline: float) -> bytes:
+    """Everything written to the pseudo-terminal whose other end is ``fd``, until every writer closed it."""
+    drawn = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the last writer closed its end
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    return drawn
 
 
 def _add(sim: GraphSimulator, name: str) -> str:
@@ -173,3 +213,67 @@ async def test_dry_run_after_changes_lists_updates_disables_deletes_and_removals
     assert (await s.user("alice"))["displayName"] == "Alice Renamed"
     assert (await s.user("carol"))["active"] is False
     assert (await s.user("dave"))["active"] is True
+
+
+PROGRESS_LINE = re.compile(r"^sync: (?P<phase>[a-zA-Z ]+?) (?P<done>\d+)(?:/(?P<total>\d+))? (?P<unit>users|groups)\b")
+
+
+def progress_lines(err: str) -> dict[str, list[tuple[int, int | None]]]:
+    """Phase → the (done, total) of each plain progress line about it, in order."""
+    out: dict[str, list[tuple[int, int | None]]] = {}
+    for line in err.splitlines():
+        m = PROGRESS_LINE.match(line)
+        if m:
+            total = int(m["total"]) if m["total"] else None
+            out.setdefault(m["phase"], []).append((int(m["done"]), total))
+    return out
+
+
+async def test_sync_into_a_pipe_writes_plain_progress_lines_on_stderr_and_leaves_stdout_as_it_was(setup: Setup) -> None:
+    s = setup
+    code, out, err = await s.reactor("sync", "--dry-run")
+    assert code == 0, err
+    phases = progress_lines(err)
+    assert phases["reading groups"][-1] == (2, 2), err
+    assert phases["planning"][-1] == (3, 3), err  # alice, bob and carol are in scope
+    assert "applying" not in phases, err
+    assert err.splitlines()[-1].startswith("sync: done in "), err
+    assert out.startswith("Plan (dry run, nothing changed): "), out
+
+    code, out, err = await s.reactor("sync")
+    assert code == 0, err
+    phases = progress_lines(err)
+    assert phases["planning"][-1] == (3, 3), err
+    assert phases["applying"][-1] == (3, 3), err
+    assert re.search(r"^sync: applying 3/3 users, \d+\.\d/s$", err, re.M), err
+    assert err.splitlines()[-1].startswith("sync: done in "), err
+    assert all(line.startswith("sync: ") for line in err.splitlines()), err
+    # stdout is the plan applied, as before: a summary line, then each user and its operations.
+    lines = out.splitlines()
+    assert lines[0].startswith("Applied: ") and "for 3 users" in lines[0], out
+    assert all(line.startswith("  ") for line in lines[1:]), out
+    assert "sync:" not in out and "\x1b" not in out
+
+
+async def test_sync_on_a_terminal_draws_progress_bars_with_counts_and_rates(setup: Setup) -> None:
+    code, out, drawn = await setup.reactor_on_terminal("sync")
+    assert code == 0, drawn
+    assert "\x1b[" in drawn and "━" in drawn, drawn  # rich's bars, not plain lines
+    assert not re.search(r"^sync: applying", drawn, re.M), drawn
+    assert "applying" in drawn and "3/3 users" in drawn, drawn
+    assert re.search(r"\d+\.\d/s", drawn), drawn
+    assert "sync: done in " in drawn, drawn
+    assert out.splitlines()[0].startswith("Applied: "), out  # stdout, a pipe, has the plan only
+    assert "\x1b" not in out
+
+
+async def test_sync_json_prints_one_json_document_and_no_progress_even_on_a_terminal(setup: Setup) -> None:
+    code, out, drawn = await setup.reactor_on_terminal("sync", "--dry-run", "--json")
+    assert code == 0 and drawn == "", drawn
+    assert json.loads(out)["users"] == 3, out
+    for args in (("sync", "--dry-run", "--json"), ("sync", "--json")):
+        code, out, err = await setup.reactor(*args)
+        assert code == 0, err
+        assert err == "", err
+        document = json.loads(out)
+        assert isinstance(document, dict) and document["users"] == 3, out
