@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from reactor.config import Settings
-from reactor.domain.operations import describe
+from reactor.domain.operations import EnsureGroup, describe
 from reactor.errors import ReactorError
 from reactor.progressview import progress_view
 from reactor.store import Store, open_store
@@ -85,11 +85,17 @@ async def _sync(engine: SyncEngine, store: Store, *, dry_run: bool, as_json: boo
 def _print_plan(plans: Sequence[Any], *, header: str) -> None:
     ops = [(p.entra_id, op) for p in plans for op in p.operations]
     counts: dict[str, int] = {}
+    ensured: set[str] = set()
     for _, op in ops:
+        if isinstance(op, EnsureGroup):
+            # Every user's plan names the groups it needs; each is ensured once for all of them.
+            if op.entra_group_id in ensured:
+                continue
+            ensured.add(op.entra_group_id)
         name = describe(op).split(" ", 1)[0]
         counts[name] = counts.get(name, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
-    _out(f"{header}: {len(ops)} operations for {len(plans)} users ({summary})")
+    _out(f"{header}: {sum(counts.values())} operations for {len(plans)} users ({summary})")
     for p in plans:
         who = p.facts.user.user_principal_name if p.facts.user else p.entra_id
         _out(f"  {who}")

@@ -149,6 +149,8 @@ async def test_dry_run_prints_the_plan_and_changes_nothing_then_sync_applies_it(
     for name in ("alice", "bob", "carol"):
         assert lines_about(out, "create", f"{name}@contoso.com"), out
     assert not lines_about(out, "dave@contoso.com")
+    # Each AskCody group is counted once in the summary, however many users' plans need it.
+    assert out.splitlines()[0] == "Plan (dry run, nothing changed): 9 operations for 3 users (4 add, 3 create, 2 ensure)", out
     for name, group in (("alice", ROLE), ("bob", ROLE), ("bob", RECEPTION), ("carol", RECEPTION)):
         assert lines_about(out, "add", u[name], g[group]), out
     assert await s.askcody() == empty
