@@ -193,6 +193,9 @@ class ReactorApp:
         server = scope.get("server")
         if self.admin_ports and server is not None and server[1] in self.admin_ports:
             await self.admin(scope, receive, send)
+        elif scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in WEBHOOK_PATHS:
+            # The hot path: straight to the intake, one coroutine frame less than through the public app.
+            await self.service.intake(scope, receive, send)
         else:
             await self.public(scope, receive, send)
 

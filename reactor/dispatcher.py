@@ -59,6 +59,10 @@ class Gate(Protocol):
     """Who else may be handling an object (several replicas on one store): see
     :class:`reactor.coordination.Coordinator`. Without a gate the dispatcher is alone on its journal."""
 
+    shared: bool
+    """Whether other replicas share the journal. When not (SQLite), every unit may run here and
+    :meth:`enter`, :meth:`leave_unit` and :meth:`note` have nothing to do: the dispatcher skips them."""
+
     async def recover(self) -> list[JournalEntry]:
         """The journal entries this dispatcher takes over at start."""
 
@@ -106,6 +110,9 @@ class Dispatcher:
     ) -> None:
         self.store = store
         self.gate = gate
+        # Asked per unit and per journaled batch only when other replicas share the journal: on a store
+        # of its own the answers are fixed ("run", nothing to claim), and asking cost two awaits a unit.
+        self._claims = gate if gate is not None and gate.shared else None
         self.handler = handler
         self.workers = workers
         self.batch_kinds = frozenset(batch_kinds)
@@ -154,8 +161,8 @@ class Dispatcher:
         if added:
             self._idle.clear()
             self._wake.set()
-            if self.gate is not None:
-                self.gate.note(entries)
+            if self._claims is not None:
+                self._claims.note(entries)
 
     def _make_ready(self, key: Key, p: _Pending) -> None:
         if key[0] in self.batch_kinds:
@@ -292,17 +299,24 @@ class Dispatcher:
         return WorkUnit(kind=kind, object_ids=tuple(k[1] for k in keys), entries=tuple(entries))
 
     async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wake.clear()
             unit, delay = self._take()
             if unit is None:
                 if not self._busy and not self._pending:
                     self._idle.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(0.001, delay) if delay is not None else 1.0)
+                # A timer that sets the wake-up event rather than asyncio.wait_for, which wraps the wait
+                # in a task of its own: a worker keeping up with the intake comes here once per unit.
+                timer = loop.call_later(max(0.001, delay) if delay is not None else 1.0, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
                 continue
-            if self.gate is not None:
-                verdict = await self.gate.enter(unit)
+            claims = self._claims
+            if claims is not None:
+                verdict = await claims.enter(unit)
                 if verdict != "run":
                     self._not_here(unit, verdict == "elsewhere")
                     continue
@@ -310,7 +324,7 @@ class Dispatcher:
             self._running += 1
             ok = False
             dead: set[str] = set()
-            started = time.time()
+            started = time.time() if claims is not None else 0.0
             try:
                 await self.handler(unit)
                 ok = True
@@ -322,12 +336,12 @@ class Dispatcher:
                 dead = await self._dead_letter_if_spent(unit, exc)
             finally:
                 self._running -= 1
-                if self.gate is not None:
+                if claims is not None:
                     if log.enabled("debug"):  # who ran what when: the failover proof reads these
                         log.event("unit_ran", level="debug", kind=unit.kind, object_ids=list(unit.object_ids),
                                   started=started, finished=time.time(), ok=ok)
                     with contextlib.suppress(Exception):
-                        await self.gate.leave_unit(unit)
+                        await claims.leave_unit(unit)
                 self._settle(unit, ok, dead)
 
     async def _dead_letter_if_spent(self, unit: WorkUnit, exc: Exception) -> set[str]:

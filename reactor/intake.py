@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from reactor import log
 from reactor.client_states import ClientStates
@@ -58,20 +58,20 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (declared or streamed)."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise BodyTooLarge
-            except ValueError:
-                pass
-            break
+def _check_declared(content_length: bytes, limit: int) -> None:
+    """Refuse a declared ``Content-Length`` over ``limit`` (one that is not a number is ignored)."""
+    try:
+        if int(content_length) > limit:
+            raise BodyTooLarge
+    except ValueError:
+        pass
+
+
+async def read_body(receive: Receive, limit: int, message: Message) -> bytes:
+    """The request body from its first ``message`` (already received) on, refusing more than ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] != "http.request":
             raise BodyTooLarge if message["type"] != "http.disconnect" else ConnectionResetError()
         chunk = message.get("body", b"")
@@ -81,6 +81,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 def _valid_token(token: str) -> bool:
@@ -147,19 +148,21 @@ def _object_of(item: dict[str, Any]) -> tuple[ObjectKind, str] | None:
     return kind, oid.lower()
 
 
-_KEPT = ("subscriptionId", "subscriptionExpirationDateTime", "changeType", "resource", "tenantId", "lifecycleEvent")
-_KEPT_DATA = ("id", "@odata.type", "@odata.id", "@odata.etag")
-_SCALARS = (str, int, float, bool)
+_KEPT = frozenset(
+    ("subscriptionId", "subscriptionExpirationDateTime", "changeType", "resource", "tenantId", "lifecycleEvent")
+)
+_KEPT_DATA = frozenset(("id", "@odata.type", "@odata.id", "@odata.etag"))
+_SCALARS = frozenset((str, int, float, bool))
 
 
 def _journaled(item: dict[str, Any]) -> dict[str, Any]:
     """What the journal keeps of an accepted item: the notification fields the reactor reads, with
     scalar values only. Never the clientState (the journal holds no copy of the secret), and nothing
     else a sender added (it cannot bloat the journal or nest deeper than a store can write)."""
-    kept = {k: v for k in _KEPT if type(v := item.get(k)) in _SCALARS}
+    kept = {k: v for k, v in item.items() if k in _KEPT and type(v) in _SCALARS}
     data = item.get("resourceData")
     if type(data) is dict:
-        kept["resourceData"] = {k: v for k in _KEPT_DATA if type(v := data.get(k)) in _SCALARS}
+        kept["resourceData"] = {k: v for k, v in data.items() if k in _KEPT_DATA and type(v) in _SCALARS}
     return kept
 
 
@@ -213,11 +216,28 @@ class Intake:
             if answer is not None:
                 await _respond(send, *answer)
                 return
-        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+        content_type = None
+        declared = None
+        for name, value in scope["headers"]:  # one pass for both headers
+            if name == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif name == b"content-length" and declared is None:
+                declared = value
         try:
             # Read (within the limit) even a body we refuse for its type: answering while the client
             # still sends makes the connection reset under it, and it sees no answer at all.
-            body = await read_body(scope, receive, self.max_body_bytes)
+            # The usual request has its body in one message: taken here, without a coroutine of its own.
+            limit = self.max_body_bytes
+            if declared is not None:
+                _check_declared(declared, limit)
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body = message.get("body", b"")
+                if len(body) > limit:
+                    raise BodyTooLarge
+            else:
+                body = await read_body(receive, limit, message)
         except BodyTooLarge:
             REQUESTS_REFUSED.labels("413").inc()
             log.event("body_too_large", level="warning", route=route, limit=self.max_body_bytes)

@@ -153,6 +153,19 @@ class SQLiteWriter:
             pass  # tried again at the next idle moment
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        appends = [job for job in batch if isinstance(job[0], _JournalRows)]
+        rows = sum(fn.count for fn, _, _ in appends if isinstance(fn, _JournalRows))
+        if appends and len(appends) < len(batch) and rows <= _INSERT_CHUNK:
+            # The intake's appends go first, on their own: one INSERT in autocommit mode, answered at
+            # once. Inside the transaction of the batch's other writes (the engine's state, audit and
+            # done-deletes) every statement is a GIL hand-off with the busy event loop, and the
+            # acknowledgements waited for all of them. Two commits instead of one for such a batch.
+            self._run_jobs(conn, appends)
+            self._run_jobs(conn, [job for job in batch if not isinstance(job[0], _JournalRows)])
+        else:
+            self._run_jobs(conn, batch)
+
+    def _run_jobs(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         results: list[tuple[bool, Any]] = []
         started = time.perf_counter()
         appends = [fn for fn, _, _ in batch if isinstance(fn, _JournalRows)]
