@@ -22,7 +22,7 @@ from reactor.config import StoreSettings
 from reactor.errors import StoreError
 from reactor.metrics import REGISTRY
 from reactor.store import PostgresStore, SQLiteStore, Store, SubscriptionRecord, open_store
-from reactor.store.base import JournalItem
+from reactor.store.base import JournalItem, ObjectMapping
 from tests.support.eventually import eventually
 from tests.support.stores import StoreFactory
 
@@ -207,3 +207,21 @@ async def test_a_database_file_removed_between_opens_is_made_private_again(tmp_p
         finally:
             await db.close()
         assert oct((tmp_path / "reactor.db").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_no_cursor_of_the_writer_reaches_the_event_loop(store: SQLiteStore) -> None:
+    """A cursor finalised on the event loop's thread resets a statement the writer thread may be
+    stepping (SQLite then answers "bad parameter or other API misuse"): jobs hand back plain values."""
+    seen: list[Any] = []
+
+    def job(c: sqlite3.Connection) -> sqlite3.Cursor:
+        cursor = c.execute("SELECT 1")
+        seen.append(cursor)
+        return cursor
+
+    assert await store._call(job) is None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed in the writer thread
+        seen[0].fetchone()
+    await store.put_mapping(ObjectMapping("user", "u-1", "scim-1", {"attributes": {}}, time.time()))
+    await store.record_audit([])
+    assert (await store.get_mapping("user", "u-1")) is not None

@@ -229,7 +229,7 @@ class SQLiteWriter:
                 continue
             conn.execute(f"SAVEPOINT j{i}")
             try:
-                results.append((True, fn(conn)))
+                results.append((True, _plain(fn(conn))))
                 conn.execute(f"RELEASE j{i}")
             except Exception as exc:
                 conn.execute(f"ROLLBACK TO j{i}")
@@ -370,3 +370,14 @@ def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | 
             fut.set_exception(error)
         else:
             fut.set_result(value)
+
+
+def _plain(value: Any) -> Any:
+    """A job's result as it may leave the writer thread: never a cursor. A cursor that reached the
+    event loop was finalised there when it was collected, resetting its statement, which the statement
+    cache may have handed to this thread's next job meanwhile: one connection used from two threads at
+    once (SQLite answered "bad parameter or other API misuse" to an audit insert under load)."""
+    if isinstance(value, sqlite3.Cursor):
+        value.close()
+        return None
+    return value
