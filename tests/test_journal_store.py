@@ -225,3 +225,29 @@ async def test_no_cursor_of_the_writer_reaches_the_event_loop(store: SQLiteStore
     await store.put_mapping(ObjectMapping("user", "u-1", "scim-1", {"attributes": {}}, time.time()))
     await store.record_audit([])
     assert (await store.get_mapping("user", "u-1")) is not None
+
+
+async def test_lookups_are_answered_while_the_writer_is_held(any_store: Store) -> None:
+    """The engine's lookups (a mapping, a user's groups, a meta value) do not queue behind the
+    writer's commits, where the intake's appends would then wait behind them; and a read made after
+    a write returned sees that write."""
+    await any_store.put_mapping(ObjectMapping("user", "u-1", "scim-1", {"attributes": {"costCenter": "CC-1"}}, time.time()))
+    await any_store.update_members("g-1", ["u-1"], [])
+    await any_store.set_meta("k", "v")
+    release, held = await hold_writer(any_store)
+    try:
+        mapping = await asyncio.wait_for(any_store.get_mapping("user", "u-1"), 5)
+        assert mapping is not None and mapping.scim_id == "scim-1"
+        assert mapping.state == {"attributes": {"costCenter": "CC-1"}}
+        assert await asyncio.wait_for(any_store.groups_of("u-1"), 5) == {"g-1"}
+        assert await asyncio.wait_for(any_store.get_meta("k"), 5) == "v"
+        assert [m.entra_id for m in await asyncio.wait_for(any_store.mappings("user"), 5)] == ["u-1"]
+        assert not held.done()
+    finally:
+        await release()
+        await held
+    await any_store.put_mapping(ObjectMapping("user", "u-1", "scim-2", {}, time.time()))
+    await any_store.update_members("g-1", [], ["u-1"])
+    mapping = await any_store.get_mapping("user", "u-1")
+    assert mapping is not None and mapping.scim_id == "scim-2" and mapping.state == {}
+    assert await any_store.groups_of("u-1") == set()

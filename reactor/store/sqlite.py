@@ -184,7 +184,7 @@ class SQLiteStore(SQLiteCoordination):
             row = c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._call(job)
+        return await self._read(job)
 
     async def set_meta(self, key: str, value: str | None) -> None:
         if value is None:
@@ -202,7 +202,7 @@ class SQLiteStore(SQLiteCoordination):
                 return None
             return ObjectMapping(kind=kind, entra_id=entra_id, scim_id=row[0], state=orjson.loads(row[1]), updated_at=row[2])
 
-        return await self._call(job)
+        return await self._read(job)
 
     async def put_mapping(self, mapping: ObjectMapping) -> None:
         m = mapping
@@ -224,7 +224,7 @@ class SQLiteStore(SQLiteCoordination):
                 for r in cur.fetchall()
             ]
 
-        return await self._call(job)
+        return await self._read(job)
 
     # memberships ---------------------------------------------------------------------------------
     async def update_members(self, group_id: str, added: Sequence[str], removed: Sequence[str]) -> None:
@@ -250,13 +250,13 @@ class SQLiteStore(SQLiteCoordination):
         def job(c: sqlite3.Connection) -> set[str]:
             return {r[0] for r in c.execute("SELECT user_id FROM members WHERE group_id = ?", (group_id,))}
 
-        return await self._call(job)
+        return await self._read(job)
 
     async def groups_of(self, user_id: str) -> set[str]:
         def job(c: sqlite3.Connection) -> set[str]:
             return {r[0] for r in c.execute("SELECT group_id FROM members WHERE user_id = ?", (user_id,))}
 
-        return await self._call(job)
+        return await self._read(job)
 
     async def member_users(self) -> set[str]:
         def job(c: sqlite3.Connection) -> set[str]:

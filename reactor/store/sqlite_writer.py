@@ -55,6 +55,7 @@ class SQLiteWriter:
         self._open_error: BaseException | None = None
         self._appends: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: sqlite3.Connection | None = None
 
     # lifecycle -----------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -71,8 +72,22 @@ class SQLiteWriter:
         if self._open_error is not None:
             self._thread = None
             raise StoreError(f"cannot open store {self.path}: {self._open_error}")
+        if self.path != ":memory:":
+            self._reader = self._connect_reader()
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        """The read connection of :meth:`_read`, used on the event loop's thread only (after the writer
+        made or migrated the schema). It may not write, and it waits for no lock: a read that meets
+        one goes to the writer's queue instead."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA query_only=1")
+        return conn
 
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
         thread, self._thread = self._thread, None
         if thread is None:
             return
@@ -271,6 +286,28 @@ class SQLiteWriter:
         fut: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, loop, fut))
         return await fut
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a small read (a lookup by key: microseconds) at once on the event loop's thread, with a
+        connection of its own, instead of queueing it behind the writer's commits.
+
+        In WAL mode a reader sees the last committed state and neither waits for the writer nor holds
+        it up, and a caller's earlier write has committed before its future resolved, so the read sees
+        it. The engine makes several such lookups per unit; on the writer's queue each was a round of
+        the thread and a wake-up of the loop, and the intake's journal appends waited behind them.
+        ``:memory:`` (one connection only) and a read that meets a lock (``SQLITE_BUSY``) run on the
+        writer instead. Call it from the loop that opened the store."""
+        reader = self._reader
+        if reader is None:
+            return await self._call(fn)
+        try:
+            return _plain(fn(reader))  # type: ignore[no-any-return]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc).lower():
+                raise StoreError(f"store operation failed: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"store operation failed: {exc}") from None
+        return await self._call(fn)
 
     async def ping(self) -> None:
         await self._call(lambda c: c.execute("SELECT 1").fetchone())
