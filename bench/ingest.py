@@ -12,7 +12,7 @@ output; it saturates one core itself, so its figures are lower and the ratio les
                            [--handler record|engine|both] [--engine-users 300] [--changes-per-second 50]
 
 ``--handler``: besides the reactor with the recording handler (``reactor sqlite``), a ``reactor
-engine`` with the real sync engine at the default configuration (4 workers, 25 SCIM req/s) takes
+engine`` with the real sync engine at the default configuration (``sync.workers`` 20, 25 SCIM req/s) takes
 its turn in the same rounds (``both``, the default), or alone (``engine``). Its tenant is the Graph
 simulator in a process of its own, seeded with ``--engine-users`` users in one configured group, and
 AskCody is scim2-server in its own process (not limited itself); the start-up reconcile provisions the users before the
