@@ -351,14 +351,18 @@ async def create_user(client: AskCodyClient, op: CreateUser, refused: list[Refus
 
 
 async def update_user(
-    client: AskCodyClient, entra_id: str, scim_id: str, changes: Mapping[str, str | None], refused: list[Refusal]
-) -> None:
-    """``client.update_user``; on a 400, once more without the optional attributes it refused."""
+    client: AskCodyClient, entra_id: str, scim_id: str, changes: Mapping[str, str | None], refused: list[Refusal],
+    *, version: str | None = None,
+) -> str | None:
+    """``client.update_user`` (``version``: its ``If-Match``); on a 400, once more without the optional
+    attributes it refused (a refused write changed nothing: the same version). The version after it."""
 
-    def attempt(dropped: Collection[str]) -> Awaitable[None]:
-        return client.update_user(scim_id, {k: v for k, v in changes.items() if k not in dropped})
+    def attempt(dropped: Collection[str]) -> Awaitable[str | None]:
+        return client.update_user(scim_id, {k: v for k, v in changes.items() if k not in dropped}, version=version)
 
-    await _without_refused(attempt, entra_id, [name for name in changes if name in OPTIONAL_ATTRIBUTES], refused)
+    return await _without_refused(
+        attempt, entra_id, [name for name in changes if name in OPTIONAL_ATTRIBUTES], refused
+    )
 
 
 async def _without_refused(
