@@ -86,6 +86,9 @@ class AskCodySettings:
     timeout_seconds: float = 30.0
     bulk: bool = True
     """Send concurrent writes as one ``POST /Bulk`` when AskCody's ServiceProviderConfig advertises it."""
+    etags: bool = True
+    """Send ``If-Match`` with the user's last known version on the writes planned from the state last
+    applied, when AskCody's ServiceProviderConfig advertises ``etag``."""
 
 
 @dataclass(frozen=True)

@@ -204,3 +204,12 @@ def test_check_config_shows_entra_authentication_to_postgresql(tmp_path: Path) -
     assert store["url"] == "postgresql://***@askcody-reactor-pg.postgres.database.azure.com:5432/reactor?***"
     assert orjson.loads(run("check-config", "--config", str(write(tmp_path, GOOD)),
                             env={"PATH": "/usr/bin:/bin"}).stdout)["store"]["entra_auth"] is False
+
+
+def test_askcody_etags_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    assert load(write(tmp_path, GOOD), env={}).askcody.etags is True
+    off = GOOD.replace('dialect = "entra"', 'dialect = "entra"\netags = false')
+    assert load(write(tmp_path, off), env={}).askcody.etags is False
+    assert load(write(tmp_path, GOOD), env={"REACTOR_ASKCODY_ETAGS": "false"}).askcody.etags is False
+    with pytest.raises(ConfigurationError, match=r"askcody\.etags"):
+        load(write(tmp_path, GOOD.replace('dialect = "entra"', 'dialect = "entra"\netags = "sometimes"')), env={})

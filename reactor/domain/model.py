@@ -61,6 +61,8 @@ class ScimUser:
     cost_center: str | None = None
     groups: frozenset[str] = frozenset()
     """SCIM ids of the AskCody groups the user is a member of."""
+    version: str | None = None
+    """``meta.version`` (the ETag) AskCody gave with this state; None when it gave none."""
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ back: the units of a bulk sync then cost a fraction of a request each.
 Each caller gets its own operation's outcome, mapped by the client's one status rule: a 409 on a
 create is that caller's :class:`~reactor.errors.ConflictError`, a 429 inside the bulk is its
 :class:`~reactor.errors.ThrottledError`, and so on, so the callers' retries and dead letters work as
-for single requests. When the bulk request itself fails transiently (5xx, 429, timeout, a lost
-answer: some of its operations may have been applied), every caller gets that error and runs again
-through its retry policy: creates then meet a 409 and adopt, member adds and attribute replaces are
-idempotent, deletes meet a 404 (gone). When AskCody refuses the bulk request as a whole (another 4xx,
-501), bulk is switched off for the client's lifetime and the operations are sent one by one.
+for single requests. A write sent with ``If-Match`` carries it as its operation's ``version``, and
+a 412 in its result is that caller's, as a plain request's would be; the ``version`` of a result is
+in its caller's answer (``meta.version``). When the bulk request itself fails transiently (5xx, 429,
+timeout, a lost answer: some of its operations may have been applied), every caller gets that error
+and runs again through its retry policy: creates then meet a 409 and adopt, member adds and attribute
+replaces are idempotent, deletes meet a 404 (gone). When AskCody refuses the bulk request as a whole
+(another 4xx, 501), bulk is switched off for the client's lifetime and the operations are sent one by one.
 
 The operations of one user never share a bulk request: the dispatcher runs a user once at a time and
 its unit waits for each write before the next, so per-object order holds.
@@ -44,8 +46,9 @@ ENVELOPE_BYTES = 200
 IN_FLIGHT = 8
 """Bulk (or lone) write requests in flight at once."""
 
-Transmit = Callable[[str, str, Any], Awaitable[Any]]
-"""Send one request (method, path, body) without taking a rate-limit token; its JSON, or the mapped error."""
+Transmit = Callable[[str, str, Any, str | None], Awaitable[Any]]
+"""Send one request (method, path, body, ``If-Match`` or None) without taking a rate-limit token; its
+JSON, or the mapped error."""
 Classify = Callable[[str, int, bytes], Exception | None]
 """The client's status rule: (where, status, error body) → the error, None for a 2xx."""
 
@@ -81,9 +84,13 @@ class _Write:
     body: Any
     size: int
     future: asyncio.Future[Any]
+    version: str | None = None
+    """Sent as ``If-Match`` (in a bulk request: the operation's ``version``)."""
 
     def operation(self, bulk_id: str) -> dict[str, Any]:
         op: dict[str, Any] = {"method": self.method, "path": self.path, "bulkId": bulk_id}
+        if self.version is not None:
+            op["version"] = self.version
         if self.body is not None:
             op["data"] = self.body
         return op
@@ -113,12 +120,15 @@ class BulkSender:
         self._slots = asyncio.Semaphore(in_flight)
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def submit(self, method: str, path: str, body: Any) -> Any:
+    async def submit(self, method: str, path: str, body: Any, version: str | None = None) -> Any:
         """Send one write, alone or in a bulk request with others waiting; its JSON answer (for a
-        create: the resource, or what was sent with the ``id`` of the ``location`` AskCody answered)."""
+        create: the resource, or what was sent with the ``id`` of the ``location`` AskCody answered;
+        with the result's ``version`` as ``meta.version``). ``version``: sent as ``If-Match``."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         size = len(orjson.dumps(body)) + len(path) + 64 if body is not None else len(path) + 64
-        self._queue.append(_Write(method, path, body, size, future))
+        if version is not None:
+            size += len(version) + 16
+        self._queue.append(_Write(method, path, body, size, future, version))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._run(), name="reactor-scim-bulk")
         return await future
@@ -190,7 +200,7 @@ class BulkSender:
 
     async def _one(self, write: _Write) -> None:
         try:
-            answer = await self.transmit(write.method, write.path, write.body)
+            answer = await self.transmit(write.method, write.path, write.body, write.version)
         except Exception as exc:
             _settle(write, error=exc)
         else:
@@ -199,7 +209,7 @@ class BulkSender:
     async def _bulk(self, taken: list[_Write]) -> None:
         body = {"schemas": [BULK_REQUEST], "Operations": [w.operation(str(i)) for i, w in enumerate(taken)]}
         try:
-            answer = await self.transmit("POST", "/Bulk", body)
+            answer = await self.transmit("POST", "/Bulk", body, None)
         except PermanentError as exc:
             if exc.status in (None, 401, 403):
                 raise  # the token or the endpoint: every caller's own error, not bulk's
@@ -263,13 +273,32 @@ def _status(value: Any) -> int:
 
 def _answer_of(write: _Write, result: dict[str, Any]) -> Any:
     """What the plain request would have answered, as far as the bulk response tells: the resource
-    when AskCody sent it, else for a create what was sent with the id its ``location`` names."""
+    when AskCody sent it, else for a create what was sent with the id its ``location`` names; the
+    result's ``version`` as ``meta.version`` (as the ``ETag`` of a plain answer)."""
     response = result.get("response")
+    version = result.get("version") if isinstance(result.get("version"), str) and result.get("version") else None
     if isinstance(response, dict) and "id" in response:
-        return response
+        return with_version(response, version)
     location = result.get("location")
     if write.method == "POST" and isinstance(location, str) and location.rstrip("/"):
         scim_id = urllib.parse.unquote(urllib.parse.urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1])
         if scim_id:
-            return {**(write.body or {}), "id": scim_id, "meta": {"location": location}}
-    return response if isinstance(response, dict) else None
+            meta = {"location": location} | ({"version": version} if version else {})
+            return {**(write.body or {}), "id": scim_id, "meta": meta}
+    return with_version(response if isinstance(response, dict) else None, version)
+
+
+def with_version(answer: Any, version: str | None) -> Any:
+    """``answer`` with ``meta.version`` = ``version`` when it carries none (an empty answer: just
+    that), so that callers read a write's new version from its answer, however it came."""
+    if version is None:
+        return answer
+    if answer is None:
+        return {"meta": {"version": version}}
+    if not isinstance(answer, dict):
+        return answer
+    found = answer.get("meta")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    if meta.get("version"):
+        return answer
+    return {**answer, "meta": {**meta, "version": version}}

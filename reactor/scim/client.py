@@ -10,7 +10,8 @@ are mapped into the exception tree of :mod:`reactor.errors`:
     timeout, connection       TransientError
     404                       NotFoundError
     409                       ConflictError
-    other 4xx, 501            ScimError (a PermanentError with the SCIM scimType and detail)
+    other 4xx, 501            ScimError (a PermanentError with the SCIM scimType and detail);
+                              412 among them: an ``If-Match`` that AskCody's version no longer matches
 
 Messages name the method, the path and the SCIM error; never the token.
 """
@@ -42,7 +43,7 @@ from reactor.metrics import SCIM_REQUESTS
 from reactor.ratelimit import TokenBucket
 from reactor.retry import parse_retry_after
 from reactor.scim import dialect as forms
-from reactor.scim.bulk import WRITES, BulkSender, limits_of
+from reactor.scim.bulk import WRITES, BulkSender, limits_of, with_version
 from reactor.scim.resources import (
     group_body,
     has_groups,
@@ -51,6 +52,7 @@ from reactor.scim.resources import (
     quote,
     resources,
     user_body,
+    version_of,
     work_email,
 )
 
@@ -78,7 +80,7 @@ class AskCodyClient:
     """Async client of AskCody's SCIM 2.0 endpoint.
 
     :param settings: ``[askcody]``: ``scim_url`` (the base, e.g. ``…/scim/v2``), ``token``,
-        ``dialect``, ``max_requests_per_second``, ``timeout_seconds``.
+        ``dialect``, ``max_requests_per_second``, ``timeout_seconds``, ``bulk``, ``etags``.
     :param bucket: the token bucket shared by every worker; one of ``max_requests_per_second`` by default.
     :param session: an aiohttp session to use (left open); by default the client opens its own and
         :meth:`aclose` closes it.
@@ -110,7 +112,10 @@ class AskCodyClient:
         self._bulk: BulkSender | None = None
         self._bulk_known = not settings.bulk
         """True once it is known whether writes go through ``POST /Bulk`` (``askcody.bulk`` off: never)."""
-        self._bulk_lock = asyncio.Lock()
+        self._etags: bool | None = None if settings.etags else False
+        """Whether writes carry the ``If-Match`` they are given: None until AskCody's
+        ServiceProviderConfig has said (``askcody.etags`` off: never)."""
+        self._config_lock = asyncio.Lock()
         self._writing = 0
         """Plain writes waiting or in flight: a second one makes the client ask AskCody about bulk."""
 
@@ -144,13 +149,27 @@ class AskCodyClient:
         body: Any = None,
         params: Mapping[str, str] | None = None,
         retried: bool = True,
+        if_match: str | None = None,
     ) -> Any:
-        """Send one request (retried per the policy unless ``retried`` is false); return its JSON or None."""
-        if not retried:
-            return await self._send(method, path, body, params)
-        return await retry.call(lambda: self._send(method, path, body, params), target=RETRY_TARGET, policy=self.retry_policy)
+        """Send one request (retried per the policy unless ``retried`` is false); return its JSON or None.
 
-    async def _send(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Any:
+        ``if_match``: the version a write expects the resource to have (its ETag), sent as ``If-Match``
+        when AskCody's ServiceProviderConfig advertises ``etag`` and ``askcody.etags`` is on, else left
+        out (asking costs one request, once per client, at the first write given a version); a 412
+        then says AskCody holds another version. A write's answer carries the version AskCody gave it
+        as ``meta.version``, also when only the ``ETag`` header (or a bulk result) told it.
+        """
+        if not retried:
+            return await self._send(method, path, body, params, if_match)
+        return await retry.call(
+            lambda: self._send(method, path, body, params, if_match), target=RETRY_TARGET, policy=self.retry_policy
+        )
+
+    async def _send(
+        self, method: str, path: str, body: Any, params: Mapping[str, str] | None, if_match: str | None = None
+    ) -> Any:
+        if method not in WRITES or (if_match is not None and not await self._etags_on()):
+            if_match = None
         if method in WRITES and not params and path != "/Bulk":
             # Bulk is worth asking about only once writes overlap: a lone write is a plain request.
             if self._bulk_known:
@@ -158,49 +177,69 @@ class AskCodyClient:
             else:
                 sender = await self._discover_bulk() if self._writing else None
             if sender is not None and sender.enabled:
-                return await sender.submit(method, path, body)
+                return await sender.submit(method, path, body, if_match)
             self._writing += 1
             try:
                 await self.bucket.acquire()
-                return await self._transmit(method, path, body, params)
+                return await self._transmit(method, path, body, params, if_match)
             finally:
                 self._writing -= 1
         await self.bucket.acquire()
-        return await self._transmit(method, path, body, params)
+        return await self._transmit(method, path, body, params, if_match)
 
     async def _discover_bulk(self) -> BulkSender | None:
-        """Read AskCody's ServiceProviderConfig once: a :class:`BulkSender` when it advertises bulk.
-        A transient failure leaves the question open (plain requests meanwhile); any other answer
-        settles it."""
-        async with self._bulk_lock:
-            if self._bulk_known:
-                return self._bulk
+        """A :class:`BulkSender` when AskCody's ServiceProviderConfig advertises bulk (read once)."""
+        await self._read_config()
+        return self._bulk
+
+    async def _etags_on(self) -> bool:
+        """Whether writes carry ``If-Match``: AskCody's ServiceProviderConfig advertises ``etag``
+        (read once) and ``askcody.etags`` is on."""
+        if self._etags is None:
+            await self._read_config()
+        return bool(self._etags)
+
+    async def _read_config(self) -> None:
+        """Read AskCody's ServiceProviderConfig once, when a write first needs it: whether writes go
+        through ``POST /Bulk`` and whether they carry ``If-Match``. A transient failure leaves both
+        questions open (plain, unconditional requests meanwhile); any other answer settles them."""
+        async with self._config_lock:
+            if self._bulk_known and self._etags is not None:
+                return
             try:
                 await self.bucket.acquire()
                 config = await self._transmit("GET", "/ServiceProviderConfig", None, None)
             except TransientError as exc:
-                log.event("scim_bulk_unknown", level="warning", error=str(exc))
-                return None
+                log.event("scim_service_provider_config_unknown", level="warning", error=str(exc))
+                return
             except ReactorError as exc:
                 config = None
-                log.event("scim_service_provider_config_refused", level="warning", error=str(exc), bulk="off")
-            limits = limits_of(config)
-            if limits is not None:
-                self._bulk = BulkSender(
-                    lambda m, p, b: self._transmit(m, p, b, None), self.bucket.acquire,
-                    lambda where, status, raw: _classify(where, status, raw, None)[1], limits,
+                log.event("scim_service_provider_config_refused", level="warning", error=str(exc), bulk="off", etags="off")
+            if not self._bulk_known:
+                limits = limits_of(config)
+                if limits is not None:
+                    self._bulk = BulkSender(
+                        lambda m, p, b, v: self._transmit(m, p, b, None, v), self.bucket.acquire,
+                        lambda where, status, raw: _classify(where, status, raw, None)[1], limits,
+                    )
+                self._bulk_known = True
+                log.event(
+                    "scim_bulk", enabled=limits is not None,
+                    max_operations=limits.max_operations if limits else 0,
+                    max_payload_size=limits.max_payload_size if limits else 0,
                 )
-            self._bulk_known = True
-            log.event(
-                "scim_bulk", enabled=limits is not None,
-                max_operations=limits.max_operations if limits else 0,
-                max_payload_size=limits.max_payload_size if limits else 0,
-            )
-            return self._bulk
+            if self._etags is None:
+                self._etags = etags_of(config)
+                log.event("scim_etags", enabled=self._etags)
 
-    async def _transmit(self, method: str, path: str, body: Any, params: Mapping[str, str] | None) -> Any:
-        """One HTTP request (the rate-limit token already taken); its JSON, or the mapped error."""
+    async def _transmit(
+        self, method: str, path: str, body: Any, params: Mapping[str, str] | None, if_match: str | None = None
+    ) -> Any:
+        """One HTTP request (the rate-limit token already taken); its JSON, or the mapped error. An
+        answer's ``ETag`` is its ``meta.version`` when the body carries none (an empty body: just that)."""
         headers = {"Authorization": f"Bearer {self.settings.token.reveal()}", "Accept": SCIM_JSON}
+        if if_match is not None:
+            headers["If-Match"] = if_match
         data = None
         if body is not None:
             headers["Content-Type"] = SCIM_JSON
@@ -213,6 +252,7 @@ class AskCodyClient:
                 status = resp.status
                 raw = await resp.read()
                 retry_after = resp.headers.get("Retry-After")
+                etag = resp.headers.get("ETag") or None
         except TimeoutError:
             SCIM_REQUESTS.labels(method, "timeout").inc()
             raise TransientError(f"{where}: timed out after {self.settings.timeout_seconds:g}s") from None
@@ -225,9 +265,9 @@ class AskCodyClient:
         if error is not None:
             raise error
         if not raw.strip():
-            return None
+            return with_version(None, etag)
         try:
-            return orjson.loads(raw)
+            return with_version(orjson.loads(raw), etag)
         except orjson.JSONDecodeError:
             raise PermanentError(f"{where}: answered {status} with a body that is not JSON", status=status) from None
 
@@ -388,16 +428,21 @@ class AskCodyClient:
             return found, True
         return parse_user(data, groups=frozenset()), True
 
-    async def update_user(self, scim_id: str, changes: Mapping[str, str | None]) -> None:
+    async def update_user(self, scim_id: str, changes: Mapping[str, str | None], *, version: str | None = None) -> str | None:
         """PATCH-replace the changed attributes (``None`` removes one); names as in
-        :class:`~reactor.domain.model.UserAttributes`."""
+        :class:`~reactor.domain.model.UserAttributes`. ``version``: the user's version the changes
+        were planned from (``If-Match``, see :meth:`request`). Returns the user's version after the
+        write (``version`` when there was nothing to write), None when AskCody did not say."""
         if not changes:
-            return
-        await self.request("PATCH", f"/Users/{segment(scim_id)}", body=forms.replace_attributes(changes, self.dialect))
+            return version
+        body = forms.replace_attributes(changes, self.dialect)
+        return version_of(await self.request("PATCH", f"/Users/{segment(scim_id)}", body=body, if_match=version))
 
-    async def set_active(self, scim_id: str, active: bool) -> None:
-        """PATCH ``active`` (boolean in the rfc dialect, ``"True"``/``"False"`` in the entra dialect)."""
-        await self.request("PATCH", f"/Users/{segment(scim_id)}", body=forms.set_active(active, self.dialect))
+    async def set_active(self, scim_id: str, active: bool, *, version: str | None = None) -> str | None:
+        """PATCH ``active`` (boolean in the rfc dialect, ``"True"``/``"False"`` in the entra dialect).
+        ``version`` and the answer as for :meth:`update_user`."""
+        body = forms.set_active(active, self.dialect)
+        return version_of(await self.request("PATCH", f"/Users/{segment(scim_id)}", body=body, if_match=version))
 
     async def delete_user(self, scim_id: str) -> bool:
         """DELETE the user; False when it was already gone."""
@@ -515,6 +560,12 @@ def best_match(
         or first(lambda u: _text(u.get("userName")), user_name)
         or first(lambda u: work_email(u.get("emails")), email)
     )
+
+
+def etags_of(config: Any) -> bool:
+    """Whether a ServiceProviderConfig advertises ``etag.supported``."""
+    etag = config.get("etag") if isinstance(config, dict) else None
+    return isinstance(etag, dict) and etag.get("supported") in (True, "true", "True")
 
 
 def _text(value: Any) -> str | None:

@@ -109,7 +109,15 @@ def parse_user(data: dict[str, Any], groups: frozenset[str] | None = None) -> Sc
         email=work_email(data.get("emails")),
         cost_center=_str(enterprise(data).get("costCenter")),
         groups=own_groups if groups is None else groups,
+        version=version_of(data),
     )
+
+
+def version_of(data: Any) -> str | None:
+    """A resource's ``meta.version`` (its ETag, e.g. ``W/"3"``), None when the answer gives none."""
+    meta = data.get("meta") if isinstance(data, dict) else None
+    version = meta.get("version") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) and version else None
 
 
 def has_groups(data: dict[str, Any]) -> bool:

@@ -11,6 +11,13 @@ group while each user's order still holds:
 4. ``RemoveMember``, per group likewise;
 5. ``SetActive(False)``, ``DeleteUser`` (deprovisioning last, after the member removals).
 
+A user's writes carry ``If-Match`` (see :meth:`~reactor.scim.client.AskCodyClient.request`) when a
+version is given for the user (``versions``: the state they were planned from), each later write of
+that user the version its previous write's answer gave; :attr:`ApplyResult.versions` has the last
+one. Member PATCHes carry none: they add or remove one member by value, right whatever else the
+group holds, and the members of many users share one PATCH (a version per group would make those
+PATCHes refuse each other). A delete carries none either: it is wanted whatever the user holds.
+
 A failure (any :class:`~reactor.errors.ReactorError`, raised after the retries of the client) stops
 the user's remaining operations but not the other users'; it is reported in
 :attr:`ApplyResult.failures` by Entra user id. An operation whose group could not be ensured fails
@@ -90,6 +97,9 @@ class ApplyResult:
     group_ids: dict[str, str] = field(default_factory=dict)
     refused: list[Refusal] = field(default_factory=list)
     """Optional attributes AskCody refused (400), left out of a create or update that then succeeded."""
+    versions: dict[str, str | None] = field(default_factory=dict)
+    """Entra user id → the user's version (ETag) after its last write here (None: AskCody gave none);
+    users without a create, update or activation are not in it."""
 
     @property
     def ok(self) -> bool:
@@ -206,11 +216,20 @@ async def apply_operations(
     *,
     group_ids: Mapping[str, str] | None = None,
     members: MemberWriter | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> ApplyResult:
     """Apply ``operations``; ``group_ids`` (Entra → SCIM group id) are the groups already known;
-    ``members`` takes the membership writes (default: the client, one PATCH per group of this call)."""
+    ``members`` takes the membership writes (default: the client, one PATCH per group of this call);
+    ``versions`` (Entra user id → version): what the user's first update or activation expects
+    AskCody to hold (``If-Match``), none when a user is not in it."""
     result = ApplyResult(group_ids=dict(group_ids or {}))
     writer: MemberWriter = members if members is not None else client
+    expected: dict[str, str | None] = dict(versions or {})
+
+    def wrote(entra_id: str, version: str | None) -> None:
+        result.versions[entra_id] = version
+        if entra_id in expected:  # the user's writes are conditional: the next expects this one's
+            expected[entra_id] = version
 
     def blocked(op: Operation) -> bool:
         user = entra_user_of(op)
@@ -243,10 +262,12 @@ async def apply_operations(
                 if not created:
                     user = await adopt(client, user, op.attrs, active=op.active, refused=result.refused)
                 result.user_ids[op.entra_id] = user.id
+                wrote(op.entra_id, user.version)
             elif isinstance(op, UpdateUser):
-                await update_user(client, op.entra_id, op.scim_id, op.changes, result.refused)
+                wrote(op.entra_id, await update_user(client, op.entra_id, op.scim_id, op.changes, result.refused,
+                                                     version=expected.get(op.entra_id)))
             else:
-                await client.set_active(op.scim_id, True)
+                wrote(op.entra_id, await client.set_active(op.scim_id, True, version=expected.get(op.entra_id)))
         except ReactorError as exc:
             result.failures[op.entra_id] = exc
             continue
@@ -264,7 +285,7 @@ async def apply_operations(
             if isinstance(op, DeleteUser):
                 await client.delete_user(op.scim_id)
             else:
-                await client.set_active(op.scim_id, False)
+                wrote(op.entra_id, await client.set_active(op.scim_id, False, version=expected.get(op.entra_id)))
         except ReactorError as exc:
             result.failures[op.entra_id] = exc
             continue
@@ -351,14 +372,18 @@ async def create_user(client: AskCodyClient, op: CreateUser, refused: list[Refus
 
 
 async def update_user(
-    client: AskCodyClient, entra_id: str, scim_id: str, changes: Mapping[str, str | None], refused: list[Refusal]
-) -> None:
-    """``client.update_user``; on a 400, once more without the optional attributes it refused."""
+    client: AskCodyClient, entra_id: str, scim_id: str, changes: Mapping[str, str | None], refused: list[Refusal],
+    *, version: str | None = None,
+) -> str | None:
+    """``client.update_user`` (``version``: its ``If-Match``); on a 400, once more without the optional
+    attributes it refused (a refused write changed nothing: the same version). The version after it."""
 
-    def attempt(dropped: Collection[str]) -> Awaitable[None]:
-        return client.update_user(scim_id, {k: v for k, v in changes.items() if k not in dropped})
+    def attempt(dropped: Collection[str]) -> Awaitable[str | None]:
+        return client.update_user(scim_id, {k: v for k, v in changes.items() if k not in dropped}, version=version)
 
-    await _without_refused(attempt, entra_id, [name for name in changes if name in OPTIONAL_ATTRIBUTES], refused)
+    return await _without_refused(
+        attempt, entra_id, [name for name in changes if name in OPTIONAL_ATTRIBUTES], refused
+    )
 
 
 async def _without_refused(

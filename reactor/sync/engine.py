@@ -299,7 +299,7 @@ class SyncEngine(GroupRounds):
             if plan.current is not None and not plan.from_state:
                 # Read from AskCody and nothing to do: keep what it holds as the state to plan from.
                 mapping = await self.store.get_mapping("user", plan.entra_id)
-                state = _applied_state(plan)
+                state = _applied_state(plan, plan.current.version)
                 if mapping is not None and mapping.scim_id == plan.current.id and mapping.state != state:
                     await self.store.put_mapping(ObjectMapping("user", plan.entra_id, plan.current.id, state, time.time()))
             return []
@@ -322,14 +322,16 @@ class SyncEngine(GroupRounds):
             # kept below (its replica killed, a stop that cancels it) leaves the state unknown, and the
             # next plan reads AskCody instead of trusting a picture these writes may have changed.
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, plan.current.id, {}, time.time()))
-        result = await apply_operations(self.scim, operations, group_ids=known, members=self.members)
+        result = await apply_operations(self.scim, operations, group_ids=known, members=self.members,
+                                        versions=_expected_versions(plan))
         for gid, scim_gid in result.group_ids.items():
             if known.get(gid) != scim_gid:
                 await self.store.put_mapping(ObjectMapping("group", gid, scim_gid, {}, time.time()))
         stale = _stale(result.failures.get(plan.entra_id)) if plan.from_state else None
         if stale is not None:
             # Planned from the last state applied, and AskCody says it no longer holds (404) or holds
-            # otherwise (409, 412): read it afresh and plan once more.
+            # otherwise (409, 412: edited there since, its version is no longer the one kept): read it
+            # afresh and plan once more.
             log.event("scim_state_stale", entra_id=plan.entra_id, status=stale, cause=cause)
             await self.store.record_audit(
                 [self._audit(op, plan, "", cause=cause, origin=origin, seqs=seqs) for op in result.applied]
@@ -342,7 +344,8 @@ class SyncEngine(GroupRounds):
         elif scim_id is not None and plan.entra_id not in result.failures:
             # The state the next plan starts from. Attributes AskCody refused are not in it as they
             # are wanted: that plan reads AskCody afresh, as it does after a failure.
-            state = {} if result.refused else _applied_state(plan)
+            version = result.versions.get(plan.entra_id, plan.current.version if plan.current else None)
+            state = {} if result.refused else _applied_state(plan, version)
             await self.store.put_mapping(ObjectMapping("user", plan.entra_id, scim_id, state, time.time()))
         elif scim_id is not None:
             # Failed part way: what AskCody holds is no longer known; the next plan reads it.
@@ -414,20 +417,32 @@ class SyncEngine(GroupRounds):
 
 
 
-def _applied_state(plan: UserPlan) -> dict[str, Any]:
+def _applied_state(plan: UserPlan, version: str | None) -> dict[str, Any]:
     """What AskCody now holds for the user, as far as the mapping decides it (kept with the mapping,
     and planned from next time): in scope, Entra's attributes, ``active`` = accountEnabled and the
     groups in scope; out of scope, the attributes AskCody held (left as they were), inactive when we
-    deprovisioned it (a user we own), and no configured group."""
+    deprovisioned it (a user we own), and no configured group. ``version``: AskCody's version (ETag)
+    of the user in that state, kept when known (the next writes' ``If-Match``)."""
     user = plan.facts.user
     in_scope = user is not None and user.state == "present" and bool(plan.facts.groups)
     if in_scope and user is not None:
-        return {"attributes": user_attributes(user).as_dict(), "active": user.account_enabled,
-                "groups": sorted(plan.facts.groups)}
-    if plan.current is None:
+        state = {"attributes": user_attributes(user).as_dict(), "active": user.account_enabled,
+                 "groups": sorted(plan.facts.groups)}
+    elif plan.current is None:
         return {}
-    return {"attributes": current_attributes(plan.current),
-            "active": False if owned(plan.facts, plan.current) else plan.current.active, "groups": []}
+    else:
+        state = {"attributes": current_attributes(plan.current),
+                 "active": False if owned(plan.facts, plan.current) else plan.current.active, "groups": []}
+    return state if version is None else {**state, "version": version}
+
+
+def _expected_versions(plan: UserPlan) -> dict[str, str]:
+    """The version the user's writes expect AskCody to hold (``If-Match``): the one kept with the state
+    the plan was made from. A plan read from AskCody writes without: what it read is a moment old, and
+    a refusal there would have nothing fresher to plan from (the stale path reads once, not again)."""
+    if plan.from_state and plan.current is not None and plan.current.version:
+        return {plan.entra_id: plan.current.version}
+    return {}
 
 
 STALE_STATUSES = (404, 409, 412)

@@ -540,8 +540,10 @@ def applied_user(mapping: ObjectMapping | None, group_ids: Mapping[str, str]) ->
     scim_groups = frozenset(group_ids[g] for g in groups if g in group_ids)
     if len(scim_groups) != len(groups):
         return None  # a group it was put in is no longer known to be in AskCody
+    version = mapping.state.get("version")  # AskCody's ETag of that state, when it gave one
     return ScimUser(
         id=mapping.scim_id, user_name=attrs.user_name, external_id=attrs.external_id, active=active,
         display_name=attrs.display_name, given_name=attrs.given_name, family_name=attrs.family_name,
         email=attrs.email, cost_center=attrs.cost_center, groups=scim_groups,
+        version=version if isinstance(version, str) and version else None,
     )

@@ -113,10 +113,12 @@ class Proxied:
 
 @contextlib.asynccontextmanager
 async def proxied_stack(
-    sim: GraphSimulator, groups: Mapping[str, tuple[str, str]], store_path: Path, **overrides: Mapping[str, Any]
+    sim: GraphSimulator, groups: Mapping[str, tuple[str, str]], store_path: Path, *, etag: bool = True,
+    **overrides: Mapping[str, Any],
 ) -> AsyncIterator[Proxied]:
-    """scim2-server, the fault proxy in front of it, and the reactor and simulator around them."""
-    async with scim_server() as server, fault_proxy(server.url) as proxy:
+    """scim2-server, the fault proxy in front of it, and the reactor and simulator around them
+    (``etag=False``: a scim2-server that does not version its resources)."""
+    async with scim_server(etag=etag) as server, fault_proxy(server.url) as proxy:
         running = local_stack(sim, groups, store_path, scim_url=proxy.url, scim_token=server.token, **overrides)  # type: ignore[arg-type]
         async with running as stack:
             yield Proxied(stack, proxy, server, dataclasses.replace(stack, scim_url=server.url))

@@ -40,6 +40,10 @@ async def test_a_cost_center_change_of_a_provisioned_user_is_one_patch_and_no_re
     await eventually(changed, what="the new cost center in AskCody")
     await idle(p.stack)
     sent = p.proxy.requests - before
+    # The ServiceProviderConfig is read once per process, at the first write that could carry If-Match
+    # (whether AskCody honours ETags): not a read of the user, nor one per change.
+    assert p.proxy.count("GET", "/ServiceProviderConfig") <= 1
+    del sent[("GET", "/ServiceProviderConfig")]
     assert dict(sent) == {("PATCH", f"/Users/{(await askcody_user(p, uid) or {})['id']}"): 1}, dict(sent)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,15 +45,21 @@ HOP_BY_HOP = frozenset(
 
 @dataclass(frozen=True)
 class ProxiedRequest:
-    """What a fault predicate sees: method, path relative to the upstream base, query string, body."""
+    """What a fault predicate sees: method, path relative to the upstream base, query string, body,
+    and the request's headers (names in lower case)."""
 
     method: str
     path: str
     query: str
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+    def header(self, name: str) -> str | None:
+        """The value of a request header, None when it was not sent."""
+        return self.headers.get(name.lower())
 
 
 Predicate = Callable[[ProxiedRequest], bool]
@@ -163,7 +169,8 @@ class FaultProxy:
                     return
         body = await read_body(receive)
         path = scope["path"].removeprefix(self._prefix) or "/"
-        request = ProxiedRequest(scope["method"], path, scope["query_string"].decode(), body)
+        sent = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        request = ProxiedRequest(scope["method"], path, scope["query_string"].decode(), body, sent)
         self.requests[(request.method, request.path)] += 1
         self.log.append(request)
         fault = self._fault_for(request)

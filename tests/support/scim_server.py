@@ -48,11 +48,12 @@ class ScimServer:
 
 
 @asynccontextmanager
-async def scim_server(token: str | None = None, *, bulk: bool = True) -> AsyncIterator[ScimServer]:
+async def scim_server(token: str | None = None, *, bulk: bool = True, etag: bool = True) -> AsyncIterator[ScimServer]:
     """Run scim2-server on loopback; yield where it answers (``…/v2``) and the token it accepts
-    (``bulk=False``: a server whose ServiceProviderConfig does not offer bulk requests)."""
+    (``bulk=False``: a server whose ServiceProviderConfig does not offer bulk requests; ``etag=False``:
+    one that does not version its resources)."""
     token = token or secrets.token_urlsafe(16)
-    app = build_scim_application(token, bulk=bulk)
+    app = build_scim_application(token, bulk=bulk, etag=etag)
     async with serve_asgi(app) as root:
         yield ScimServer(url=root + "/v2", token=token, storage=app.storage)  # type: ignore[arg-type]
 

@@ -239,15 +239,17 @@ class FakeAskCody:
         self.users[u.id] = u
         return self._scim_user(u), True
 
-    async def update_user(self, scim_id: str, changes: Mapping[str, str | None]) -> None:
+    async def update_user(self, scim_id: str, changes: Mapping[str, str | None], *, version: str | None = None) -> str | None:
         self._check("update_user")
         self.writes.append(("update_user", scim_id, dict(changes)))
         self._get(scim_id).attrs.update(changes)
+        return None  # versionless, as a server without ETags: the real one's are tested over HTTP
 
-    async def set_active(self, scim_id: str, active: bool) -> None:
+    async def set_active(self, scim_id: str, active: bool, *, version: str | None = None) -> str | None:
         self._check("set_active")
         self.writes.append(("set_active", scim_id, active))
         self._get(scim_id).active = active
+        return None
 
     async def delete_user(self, scim_id: str) -> bool:
         self._check("delete_user")
