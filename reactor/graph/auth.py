@@ -21,7 +21,8 @@ from reactor.errors import ConfigurationError
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 REFRESH_MARGIN = 300.0
-"""Seconds before a credential's token expires at which the next request fetches a new one."""
+"""Seconds before a credential's token expires at which the next request fetches a new one (half of
+its lifetime for a token that lives less than twice as long)."""
 
 
 def check_base_url(base_url: str) -> str:
@@ -125,8 +126,11 @@ class BearerToken:
             if self._header is None or self._clock() >= self._refresh_at:
                 assert self._credential is not None
                 token = await self._credential.get_token(self._scope)
+                expires_on = float(token.expires_on)
+                # A token that lives less than twice the margin is fetched again half-way through its life.
+                margin = min(REFRESH_MARGIN, max(0.0, expires_on - self._clock()) / 2)
                 self._header = f"Bearer {token.token}"
-                self._refresh_at = float(token.expires_on) - REFRESH_MARGIN
+                self._refresh_at = expires_on - margin
             return self._header
 
     async def close(self) -> None:

@@ -202,7 +202,8 @@ class GraphClient:
             raise PermanentError(f"Graph authentication failed: {exc.message}", status=401) from None
         except (TimeoutError, aiohttp.ClientError, ServiceRequestError, ServiceResponseError) as exc:
             GRAPH_CALLS.labels(operation, "transient").inc()
-            raise TransientError(f"Graph {method} {urlsplit(url).path}: {type(exc).__name__}: {exc}") from None
+            what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TransientError(f"Graph {method} {urlsplit(url).path}: {what}") from None
         if not 200 <= status < 300:
             mapped = map_graph_error(status, raw, method=method, url=url, retry_after=retry_after, now=self._clock())
             GRAPH_CALLS.labels(operation, _outcome(mapped)).inc()

@@ -200,3 +200,17 @@ async def test_a_given_session_is_used_and_left_open(servers: tuple[str, Seen, S
             await graph.get_json("users/u1")
         assert not session.closed
     assert len(seen.requests) == 1
+
+
+async def test_a_short_lived_token_is_fetched_again_half_way_through_its_life(servers: tuple[str, Seen, Seen]) -> None:
+    base, seen, _ = servers
+    clock = ManualClock()
+    credential = TokenEndpointCredential(base.removesuffix("/v1.0") + "/token", clock, lifetime=120)
+    settings = GraphSettings(tenant_id="t", client_id="c", client_secret=Secret("s"), base_url=base)
+    async with GraphClient(settings, credential=credential, clock=clock) as graph:  # type: ignore[arg-type]
+        await graph.get_json("users/u1")
+        clock.now += 59
+        await graph.get_json("users/u2")
+        clock.now += 1
+        await graph.get_json("users/u3")
+    assert authorization(seen) == ["Bearer issued-1", "Bearer issued-1", "Bearer issued-2"]
