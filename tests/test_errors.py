@@ -4,17 +4,17 @@ applies it to a real answer's status and headers."""
 from __future__ import annotations
 
 import pytest
-from kiota_abstractions.api_error import APIError
 
 from reactor.errors import (
     ConflictError,
+    DeltaTokenExpired,
     NotFoundError,
     PermanentError,
     ReactorError,
     ThrottledError,
     TransientError,
 )
-from reactor.graph.client import map_api_error
+from reactor.graph.client import map_graph_error
 from reactor.scim.client import ScimError, _classify
 
 CASES: list[tuple[int, str | None, type[ReactorError]]] = [
@@ -37,13 +37,26 @@ CASES: list[tuple[int, str | None, type[ReactorError]]] = [
 
 @pytest.mark.parametrize(("status", "retry_after", "expected"), CASES)
 def test_graph_and_scim_map_a_status_to_the_same_error(status: int, retry_after: str | None, expected: type) -> None:
-    api = APIError()
-    api.response_status_code = status
-    api.response_headers = {"Retry-After": retry_after} if retry_after else {}
-    graph = map_api_error(api, method="GET", url="https://graph.microsoft.com/v1.0/users/x")
+    body = b'{"error": {"code": "SomeCode", "message": "no"}}'
+    graph = map_graph_error(status, body, method="GET", url="https://graph.microsoft.com/v1.0/users/x", retry_after=retry_after)
     _, scim = _classify("GET /Users", status, b'{"detail": "no"}', retry_after)
     for error in (graph, scim):
         assert type(error) is expected or (expected is PermanentError and type(error) is ScimError), (status, error)
         if isinstance(error, ThrottledError):
             assert error.retry_after == (float(retry_after) if retry_after else None)
         assert getattr(error, "status", status) == status
+
+
+def test_graph_error_text_names_the_code_and_message_and_delta_expiry() -> None:
+    body = b'{"error": {"code": "Request_ResourceNotFound", "message": "Resource \'x\' does not exist."}}'
+    error = map_graph_error(404, body, method="GET", url="https://graph.microsoft.com/v1.0/users/x?$select=id")
+    assert str(error) == "Graph GET /v1.0/users/x: 404 Request_ResourceNotFound: Resource 'x' does not exist."
+    assert str(map_graph_error(502, b"<html>bad gateway</html>", method="POST", url="https://g/v1.0/$batch")) == (
+        "Graph POST /v1.0/$batch: 502"
+    )
+    delta = "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=abc"
+    assert type(map_graph_error(410, b"", method="GET", url=delta)) is DeltaTokenExpired
+    resync = b'{"error": {"code": "SyncStateNotFound", "message": "gone"}}'
+    assert type(map_graph_error(400, resync, method="GET", url=delta)) is DeltaTokenExpired
+    assert type(map_graph_error(400, resync, method="GET", url="https://g/v1.0/users")) is PermanentError
+    assert type(map_graph_error(410, b"", method="GET", url="https://g/v1.0/users/x")) is PermanentError

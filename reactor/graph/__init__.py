@@ -1,4 +1,4 @@
-"""Microsoft Graph access: a raw-JSON client on msgraph-sdk's request adapter, and the reader of users,
+"""Microsoft Graph access: a raw-JSON client (aiohttp, azure-identity tokens), and the reader of users,
 groups and their deltas."""
 
 from reactor.graph.client import GraphClient

@@ -1,28 +1,28 @@
 """Authentication for Graph: a static bearer token (simulators, tests) or an azure-identity credential.
 
-The token is only ever attached to requests for the host of ``graph.base_url`` (an ``@odata.nextLink``
-to any other host goes out without it), and plain ``http`` is refused except on loopback, as
-msgraph-sdk's own Azure provider does.
+:class:`BearerToken` gives the ``Authorization`` header of a request. It is only ever given for URLs
+on the origin of ``graph.base_url`` (an ``@odata.nextLink`` to any other host would go out without
+it), and plain ``http`` is refused except on loopback, as msgraph-sdk's Azure provider did. A
+credential's token is cached and fetched again :data:`REFRESH_MARGIN` seconds before it expires, one
+fetch at a time. Neither the token nor the header is ever part of a ``repr``, a log line or an error.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
-from kiota_abstractions.authentication import (
-    AccessTokenProvider,
-    AllowedHostsValidator,
-    AuthenticationProvider,
-    BaseBearerTokenAuthenticationProvider,
-)
-from kiota_authentication_azure.azure_identity_access_token_provider import AzureIdentityAccessTokenProvider
 
 from reactor.config import GraphSettings
 from reactor.errors import ConfigurationError
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+REFRESH_MARGIN = 300.0
+"""Seconds before a credential's token expires at which the next request fetches a new one (half of
+its lifetime for a token that lives less than twice as long)."""
 
 
 def check_base_url(base_url: str) -> str:
@@ -43,28 +43,6 @@ def scope_for(base_url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}/.default"
-
-
-class StaticTokenProvider(AccessTokenProvider):
-    """Hands out one fixed bearer token for requests to the allowed host."""
-
-    def __init__(self, token: str, allowed_host: str) -> None:
-        self._token = token
-        self._validator = AllowedHostsValidator([allowed_host])
-
-    def __repr__(self) -> str:
-        return "StaticTokenProvider(<redacted>)"
-
-    async def get_authorization_token(self, uri: str, additional_authentication_context: dict[str, Any] = {}) -> str:  # noqa: B006
-        parts = urlsplit(uri)
-        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
-            return ""
-        if not self._validator.is_url_host_valid(uri):
-            return ""
-        return self._token
-
-    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-        return self._validator
 
 
 def build_credential(settings: GraphSettings) -> AsyncTokenCredential:
@@ -92,15 +70,70 @@ def build_credential(settings: GraphSettings) -> AsyncTokenCredential:
     )
 
 
-def build_auth_provider(
-    settings: GraphSettings, credential: AsyncTokenCredential | None = None
-) -> tuple[AuthenticationProvider, AsyncTokenCredential | None]:
-    """An authentication provider for the request adapter, and the credential it created (to close), if any."""
-    host = check_base_url(settings.base_url)
-    if settings.token and credential is None:
-        return BaseBearerTokenAuthenticationProvider(StaticTokenProvider(settings.token.reveal(), host)), None
-    owned = build_credential(settings) if credential is None else None
-    cred = credential if credential is not None else owned
-    assert cred is not None
-    provider = AzureIdentityAccessTokenProvider(cred, None, [scope_for(settings.base_url)], [host])
-    return BaseBearerTokenAuthenticationProvider(provider), owned
+class BearerToken:
+    """The ``Authorization`` header for requests to ``settings.base_url``'s origin.
+
+    With ``settings.token`` (and no ``credential``) that token, as is. Otherwise tokens for
+    :func:`scope_for` ``(base_url)`` from ``credential``, or from :func:`build_credential` (which
+    this object then owns: :meth:`close` closes it). The credential's exceptions
+    (``ClientAuthenticationError``, ``ServiceRequestError``, …) pass through to the caller.
+    ``clock`` (epoch seconds) is compared with the tokens' ``expires_on``.
+    """
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        credential: AsyncTokenCredential | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        check_base_url(settings.base_url)  # https, or plain http on loopback only
+        parts = urlsplit(settings.base_url)
+        self._origin = (parts.scheme, parts.netloc.lower())
+        self._clock = clock
+        self._scope = scope_for(settings.base_url)
+        self._static: str | None = None
+        self.owned: AsyncTokenCredential | None = None
+        """The credential this object created (closed by :meth:`close`), if any."""
+        self._credential: AsyncTokenCredential | None = None
+        if settings.token and credential is None:
+            self._static = f"Bearer {settings.token.reveal()}"
+        else:
+            self.owned = build_credential(settings) if credential is None else None
+            self._credential = credential if credential is not None else self.owned
+        self._header: str | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        kind = "static" if self._static is not None else type(self._credential).__name__
+        return f"BearerToken({kind}, <redacted>)"
+
+    def allowed(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry the token: our origin (scheme, host and port) only."""
+        parts = urlsplit(url)
+        return (parts.scheme, parts.netloc.lower()) == self._origin
+
+    async def header(self, url: str) -> str | None:
+        """``Bearer <token>`` for ``url``, or None when ``url`` is not on our origin."""
+        if not self.allowed(url):
+            return None
+        if self._static is not None:
+            return self._static
+        if self._header is not None and self._clock() < self._refresh_at:
+            return self._header
+        async with self._lock:  # one fetch at a time; the others take what it fetched
+            if self._header is None or self._clock() >= self._refresh_at:
+                assert self._credential is not None
+                token = await self._credential.get_token(self._scope)
+                expires_on = float(token.expires_on)
+                # A token that lives less than twice the margin is fetched again half-way through its life.
+                margin = min(REFRESH_MARGIN, max(0.0, expires_on - self._clock()) / 2)
+                self._header = f"Bearer {token.token}"
+                self._refresh_at = expires_on - margin
+            return self._header
+
+    async def close(self) -> None:
+        """Close the credential this object created (not one it was given)."""
+        if self.owned is not None:
+            await self.owned.close()

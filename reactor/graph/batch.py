@@ -57,11 +57,12 @@ async def get_many(client: BatchClient, paths: Sequence[str], *, operation: str 
             chunk = pending[start : start + MAX_REQUESTS]
             body = {"requests": [{"id": str(i), "method": "GET", "url": "/" + p.lstrip("/")} for i, p in enumerate(chunk)]}
             answer = await client.post_json("$batch", body, operation=operation, retry=True)
+            by_id = {str(i): p for i, p in enumerate(chunk)}
             seen: set[str] = set()
             for r in answer.get("responses") or ():
-                if not isinstance(r, dict) or str(r.get("id")) not in {str(i) for i in range(len(chunk))}:
+                path = by_id.get(str(r.get("id"))) if isinstance(r, dict) else None
+                if path is None:
                     continue
-                path = chunk[int(str(r["id"]))]
                 seen.add(path)
                 status = int(r.get("status") or 0)
                 if 200 <= status < 300:

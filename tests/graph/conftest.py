@@ -4,7 +4,9 @@ and retries without sleeps (``reactor.retry.testing``)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
 from graphsim import GraphSimulator, running_simulator
@@ -42,12 +44,22 @@ def graph_settings(graph_url: str) -> GraphSettings:
 
 
 @pytest.fixture
-async def client(graph_settings: GraphSettings) -> AsyncIterator[GraphClient]:
-    graph = GraphClient(graph_settings)
-    try:
+def sent() -> list[tuple[str, str]]:
+    """``(method, url)`` of every request the ``client`` fixture sent, in order, the URL as sent."""
+    return []
+
+
+@pytest.fixture
+async def client(graph_settings: GraphSettings, sent: list[tuple[str, str]]) -> AsyncIterator[GraphClient]:
+    """A GraphClient on the simulator, on an aiohttp session that records each request into ``sent``."""
+
+    async def on_start(_: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append((params.method, str(params.url)))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session, GraphClient(graph_settings, session=session) as graph:
         yield graph
-    finally:
-        await graph.aclose()
 
 
 def make_settings(

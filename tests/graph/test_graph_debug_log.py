@@ -1,5 +1,5 @@
-"""At ``log_level = "debug"`` no line carries the Graph bearer token (hpack/h2 write HTTP/2 header
-blocks at debug; those libraries stay at WARNING whatever the level)."""
+"""At ``log_level = "debug"`` no line carries the Graph bearer token (aiohttp's client, azure-identity,
+and hpack/h2 under httpx can write headers at debug; those libraries stay at WARNING whatever the level)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ async def test_a_graph_call_at_debug_writes_no_token(
     finally:
         await graph.aclose()
     assert data["id"] == uid
-    for name in ("hpack", "h2", "httpcore", "httpx"):
+    for name in ("aiohttp.client", "azure", "hpack", "h2", "httpcore", "httpx"):
         assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name
     logging.getLogger("hpack.hpack").debug("Authorization: Bearer %s", token)  # what hpack would write
     out = debug_log.getvalue()

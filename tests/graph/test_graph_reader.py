@@ -19,16 +19,6 @@ APP_EXT = "extension_0123456789abcdef0123456789abcdef_costCenter"
 Reader = Callable[..., GraphReader]
 
 
-def _requested_urls(client: GraphClient) -> list[str]:
-    seen: list[str] = []
-
-    async def hook(request: object) -> None:
-        seen.append(str(request.url))  # type: ignore[attr-defined]
-
-    client._http.event_hooks["request"].append(hook)
-    return seen
-
-
 @pytest.mark.parametrize(
     ("source", "fields", "select"),
     [
@@ -42,7 +32,8 @@ def _requested_urls(client: GraphClient) -> list[str]:
     ],
 )
 async def test_get_user_selects_exactly_what_the_mapping_needs(
-    sim: GraphSimulator, client: GraphClient, reader_for: Reader, source: str, fields: dict[str, Any], select: str
+    sim: GraphSimulator, client: GraphClient, sent: list[tuple[str, str]], reader_for: Reader, source: str,
+    fields: dict[str, Any], select: str,
 ) -> None:
     uid = sim.add_user(
         user_principal_name="ada@example.com",
@@ -53,7 +44,7 @@ async def test_get_user_selects_exactly_what_the_mapping_needs(
         account_enabled=False,
         **fields,
     )
-    urls = _requested_urls(client)
+    sent.clear()
     user = await reader_for(cost_center=source).get_user(uid)
     assert user == EntraUser(
         id=uid,
@@ -66,7 +57,7 @@ async def test_get_user_selects_exactly_what_the_mapping_needs(
         cost_center="CC-1",
     )
     expected = f"id,userPrincipalName,displayName,givenName,surname,mail,accountEnabled,{select}"
-    assert urls == [f"{client.base_url}/users/{uid}?$select={expected}"]
+    assert sent == [("GET", f"{client.base_url}/users/{uid}?$select={expected}")]
 
 
 async def test_get_user_without_cost_center_value(sim: GraphSimulator, reader_for: Reader) -> None:
@@ -95,14 +86,14 @@ async def test_get_group(sim: GraphSimulator, reader_for: Reader) -> None:
 
 @pytest.mark.parametrize("bad", [".", "..", "", "a/b", "../v1.0", "%2e%2e", "users?$top=999", "x" * 5000])
 async def test_an_id_that_is_not_a_guid_is_refused_before_any_request(
-    sim: GraphSimulator, client: GraphClient, reader_for: Reader, bad: str
+    sim: GraphSimulator, sent: list[tuple[str, str]], reader_for: Reader, bad: str
 ) -> None:
     """Put into a path, ``.`` or ``..`` would make the reader ask ``GET /users`` or ``GET /v1.0``."""
     uid = sim.add_user(user_principal_name="o'brien@contoso.com", display_name="Siobhán O'Brien")
     gid = sim.add_group(display_name="Ärzte & Pflege")
     sim.add_member(gid, uid)
     reader = reader_for(groups=(gid,))
-    urls = _requested_urls(client)
+    sent.clear()
     reads = [
         lambda: reader.get_user(bad),
         lambda: reader.get_group(bad),
@@ -112,12 +103,12 @@ async def test_an_id_that_is_not_a_guid_is_refused_before_any_request(
         with pytest.raises(PermanentError, match="is not a GUID") as caught:
             await read()
         assert len(str(caught.value)) < 120, "the refused id is quoted whole"
-    assert urls == [], "a request reached Graph for an id that is not a GUID"
+    assert sent == [], "a request reached Graph for an id that is not a GUID"
     # A real GUID (in either case) still reads.
     user = await reader.get_user(uid.upper())
     assert user is not None and user.display_name == "Siobhán O'Brien"
     assert await reader.group_member_ids(gid) == {uid}
-    assert len(urls) == 2
+    assert len(sent) == 2
 
 
 async def test_group_member_ids_follows_pages(sim: GraphSimulator, reader_for: Reader) -> None:
