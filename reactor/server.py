@@ -39,7 +39,7 @@ class ReactorServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        # Everything built until now (modules, msgraph-sdk's models, settings) lives as long as the
+        # Everything built until now (modules, settings, the app) lives as long as the
         # process: move it out of the cyclic GC's reach, so that collections triggered by request
         # garbage scan only young objects instead of the whole heap (shorter pauses on the loop).
         gc.collect()
