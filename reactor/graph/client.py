@@ -56,7 +56,7 @@ from reactor.errors import (
     TransientError,
     error_for_status,
 )
-from reactor.graph.auth import BearerToken, check_base_url
+from reactor.graph.auth import BearerToken
 from reactor.metrics import GRAPH_CALLS
 from reactor.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after
 from reactor.retry import call as call_with_retry
@@ -142,27 +142,21 @@ class GraphClient:
         session: aiohttp.ClientSession | None = None,
         credential: AsyncTokenCredential | None = None,
     ) -> None:
-        check_base_url(settings.base_url)
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         self.retry = retry
         self._clock = clock
         self._paused_until = 0.0
-        self._origin = self._origin_of(self.base_url)
-        self._token = BearerToken(settings, credential, clock=clock)
+        self._token = BearerToken(settings, credential, clock=clock)  # checks base_url: https, or http on loopback
         self._session = session
         self._own_session = session is None
-
-    @staticmethod
-    def _origin_of(url: str) -> tuple[str, str]:
-        parts = urlsplit(url)
-        return parts.scheme, parts.netloc.lower()
 
     def url(self, url_or_path: str, params: Mapping[str, str] | None = None) -> str:
         """An absolute URL: ``url_or_path`` on our Graph origin (an absolute URL must be on it), plus ``params``."""
         if url_or_path.startswith(("http://", "https://")):
-            if self._origin_of(url_or_path) != self._origin:
-                raise PermanentError(f"refusing a Graph URL outside {self._origin[1]}: {urlsplit(url_or_path).netloc}")
+            if not self._token.allowed(url_or_path):
+                raise PermanentError(
+                    f"refusing a Graph URL outside {urlsplit(self.base_url).netloc}: {urlsplit(url_or_path).netloc}")
             url = url_or_path
         else:
             url = f"{self.base_url}/{url_or_path.lstrip('/')}"
