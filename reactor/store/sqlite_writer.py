@@ -302,11 +302,10 @@ class SQLiteWriter:
             return await self._call(fn)
         try:
             return _plain(fn(reader))  # type: ignore[no-any-return]
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc).lower():
-                raise StoreError(f"store operation failed: {exc}") from None
         except sqlite3.Error as exc:
-            raise StoreError(f"store operation failed: {exc}") from None
+            # The primary result code (SQLITE_BUSY_SNAPSHOT and the like share the low byte).
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StoreError(f"store operation failed: {exc}") from None
         return await self._call(fn)
 
     async def ping(self) -> None:
