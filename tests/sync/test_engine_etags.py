@@ -27,12 +27,15 @@ from tests.sync.fakes import FakeGraph
 
 G_RECEPTION = "7e2a9d41-3c5b-4f8e-a6d2-1b0c9e8f7a22"
 PEOPLE = [
-    EntraUser(id=f"0a1b2c3d-4e5f-4061-8728-394a5b6c7d0{i}", user_principal_name=f"{name}@contoso.com",
+    EntraUser(id=f"0a1b2c3d-4e5f-4061-8728-394a5b6c7d0{i}", user_principal_name=upn,
               display_name=display, given_name=display.split()[0], surname=display.split()[-1],
-              mail=f"{name}@contoso.com", cost_center="CC-100")
-    for i, (name, display) in enumerate([
-        ("ase.obrien", "Åse O'Brien-Nørgaard"), ("kenji.tanaka", "田中 健二"),
-        ("amira.haddad", "Amira Haddad"), ("joerg.mueller", "Jörg Müller"),
+              mail=mail, cost_center="CC-100")
+    for i, (upn, mail, display) in enumerate([
+        ("ase.obrien@contoso.com", "ase.obrien@contoso.com", "Åse O'Brien-Nørgaard"),
+        ("kenji.tanaka@contoso.com", "kenji.tanaka@contoso.com", "田中 健二"),
+        # A guest: the UPN Entra gives an invited account, the mail of the home tenant.
+        ("amira.haddad_fabrikam.co.ma#EXT#@contoso.onmicrosoft.com", "amira.haddad@fabrikam.co.ma", "Amira Haddad"),
+        ("joerg.mueller@contoso.com", "jörg.müller@contoso.com", "Jörg Müller"),
     ])
 ]
 
