@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from reactor import retry
@@ -18,7 +17,6 @@ from reactor.config import AskCodySettings
 from reactor.domain.model import UserAttributes
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient, ScimError
-from reactor.scim.resources import PATCH_OP
 from reactor.sync.engine import STALE_STATUSES
 from tests.support.faultproxy import FaultProxy, ProxiedRequest, fault_proxy
 from tests.support.scim_server import ScimServer, scim_server
@@ -30,16 +28,6 @@ def person(i: int, name: str) -> UserAttributes:
     mail = f"{name.replace(chr(39), '')}@contoso.com"
     given, family = (part.title() for part in name.split("."))
     return UserAttributes(mail, f"e-{i}", f"{given} {family}", given, family, mail, "CC-100")
-
-
-async def by_hand(server: ScimServer, scim_id: str, **values: Any) -> None:
-    """Replace attributes of a user directly in scim2-server, as an administrator would in AskCody."""
-    body = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": k, "value": v} for k, v in values.items()]}
-    headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/scim+json"}
-    async with aiohttp.ClientSession() as session, session.patch(
-        f"{server.url}/Users/{scim_id}", json=body, headers=headers
-    ) as resp:
-        assert resp.status in (200, 204), await resp.text()
 
 
 def stored(server: ScimServer, scim_id: str) -> Any:
@@ -82,7 +70,7 @@ async def test_a_write_expecting_a_version_askcody_no_longer_holds_is_refused_41
 ) -> None:
     async with AskCodyClient(settings_for(proxy.url, server.token), TokenBucket(10_000)) as client:
         user, _ = await client.create_user(person(0, "siobhán.o'brien"))
-        await by_hand(server, user.id, displayName="Changed by hand")
+        await server.by_hand(user.id, displayName="Changed by hand")
         with pytest.raises(ScimError) as refused:
             await client.update_user(user.id, {"cost_center": "CC-4711"}, version=user.version)
         assert refused.value.status == 412 and refused.value.status in STALE_STATUSES
@@ -99,7 +87,7 @@ async def test_in_a_bulk_request_each_write_carries_its_version_and_only_the_sta
     settings = settings_for(proxy.url, server.token)
     async with AskCodyClient(settings, TokenBucket(20, burst=1), retry_policy=POLICY) as client:
         users = [u for u, _ in await asyncio.gather(*(client.create_user(person(i, n)) for i, n in enumerate(names)))]
-        await by_hand(server, users[0].id, active=False)
+        await server.by_hand(users[0].id, active=False)
         outcomes = await asyncio.gather(
             *(client.update_user(u.id, {"cost_center": "CC-4711"}, version=u.version) for u in users),
             return_exceptions=True,

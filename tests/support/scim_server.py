@@ -26,6 +26,7 @@ import httpx
 from scim2_server.memory import AsyncInMemoryStorage
 
 from reactor.demo.askcody import build_scim_application
+from reactor.scim.resources import PATCH_OP
 from tests.support.servers import free_port, serve_asgi
 
 build_application = build_scim_application
@@ -45,6 +46,15 @@ class ScimServer:
     def resources(self, resource_type: str) -> list[Any]:
         """The stored resources of one type (``"User"`` or ``"Group"``)."""
         return [r for r in self.storage.resources if r.meta is not None and r.meta.resource_type == resource_type]
+
+    async def by_hand(self, scim_id: str, **values: Any) -> None:
+        """Replace attributes of a user through scim2-server's own API, as an administrator would in
+        AskCody (the user's version changes)."""
+        body = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": k, "value": v} for k, v in values.items()]}
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/scim+json"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.patch(f"{self.url}/Users/{scim_id}", json=body, headers=headers)
+        assert resp.status_code in (200, 204), resp.text
 
 
 @asynccontextmanager

@@ -11,14 +11,13 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from reactor.config import AskCodySettings, GroupMapping, Secret, Settings
 from reactor.domain.model import EntraUser
 from reactor.ratelimit import TokenBucket
 from reactor.scim import AskCodyClient
-from reactor.scim.resources import ENTERPRISE_USER, PATCH_OP
+from reactor.scim.resources import ENTERPRISE_USER
 from reactor.store import SQLiteStore
 from reactor.sync.engine import SyncEngine
 from tests.support.faultproxy import FaultProxy, fault_proxy
@@ -62,13 +61,7 @@ class Rig:
 
     async def by_hand(self, entra_id: str, **values: Any) -> None:
         """Replace attributes of the user directly in scim2-server, as an administrator would in AskCody."""
-        scim_id = self.held(entra_id)["id"]
-        body = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": k, "value": v} for k, v in values.items()]}
-        headers = {"Authorization": f"Bearer {self.server.token}", "Content-Type": "application/scim+json"}
-        async with aiohttp.ClientSession() as session, session.patch(
-            f"{self.server.url}/Users/{scim_id}", json=body, headers=headers
-        ) as resp:
-            assert resp.status in (200, 204), await resp.text()
+        await self.server.by_hand(self.held(entra_id)["id"], **values)
 
 
 @pytest.fixture
