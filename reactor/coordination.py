@@ -12,6 +12,13 @@ keeps the replicas apart and takes over what a dead one leaves:
   as one batch, the groups-delta round) is claimed in the store; a unit whose object another replica
   holds waits and tries again, so an object is never handled by two replicas at once and its
   changes run one after another.
+- **alone**: a replica that finds at its heartbeat that no other is alive holds every object at
+  once (``claim_all``) and runs its units without a claim each: claims cost PostgreSQL a row written
+  and removed per object (two thirds of its work under a burst of notifications, bench/README.md).
+  When another replica appears, the next heartbeat sees it: new units claim their objects again, and
+  the hold is given up once the units that ran under it have ended. Until then the newcomer's claims
+  take nothing and its units wait, so the rule above still holds. Units start under the hold only
+  while this replica's own clock says its last heartbeat has not expired.
 - **leader**: one replica holds the leader lease (same timing as the heartbeat) and runs the leader's
   components (subscription renewal, the periodic reconcile, audit pruning) and the leader's kinds
   of work (lifecycle notifications, reconciles): a follower that receives those hands them off and
@@ -130,7 +137,15 @@ class Coordinator:
         self._task: asyncio.Task[None] | None = None
         self._change: asyncio.Lock = asyncio.Lock()
         self._components_running = False
-        self.info = {"host": socket.gethostname(), "pid": os.getpid()}
+        self.info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._alone = False
+        """Units start without claims (this replica holds every object; see the module doc)."""
+        self._all_held = False
+        """The store's hold on every object is this replica's (possibly while units still end under it)."""
+        self._alone_until = 0.0
+        self._under_hold: set[int] = set()
+        """Units (their ``id``) running without claims, under the hold."""
+        self._releasing_all: asyncio.Task[None] | None = None
 
     # the group -----------------------------------------------------------------------------------
     @property
@@ -168,6 +183,7 @@ class Coordinator:
         async with self._change:
             await self._stop_components()
         await self.claims.stop()
+        await cancelled(self._releasing_all)  # leave() gives up the hold in any case
 
     async def leave(self) -> None:
         """After the dispatcher stopped: free this replica's claims, lease and journal entries now."""
@@ -210,16 +226,28 @@ class Coordinator:
                 return "busy"
             log.event("handed_to_leader", kind=unit.kind, object_ids=list(unit.object_ids), entries=len(unit.entries))
             return "elsewhere"
+        if self.alone:
+            self._under_hold.add(id(unit))
+            return "run"
         return "run" if await self.claims.acquire(self._keys(unit)) else "busy"
 
     async def leave_unit(self, unit: WorkUnit) -> None:
         """After ``unit`` ran (before its objects may run again here): release its claims (batched)."""
-        if self.shared:
-            self.claims.release(self._keys(unit))
+        if not self.shared:
+            return
+        self._under_hold.discard(id(unit))
+        self.claims.release(self._keys(unit))  # those it holds: claimed before this replica was alone
+        if self._all_held and not self._alone and not self._under_hold and self._releasing_all is None:
+            self._releasing_all = asyncio.create_task(self._release_all(), name="reactor-claims-share")
+
+    @property
+    def alone(self) -> bool:
+        """Whether units start now without a claim each (this replica holds every object)."""
+        return self._alone and self.clock() < self._alone_until
 
     def note(self, entries: Sequence[JournalEntry]) -> None:
         """Entries were just queued here: claim their objects ahead, in one statement with the others."""
-        if self.shared:
+        if self.shared and not self.alone:
             self.claims.note((e.kind, "*") if e.kind in self.batch_kinds else (e.kind, e.object_id)
                              for e in entries if e.kind not in self.leader_kinds or self.leading)
 
@@ -247,6 +275,7 @@ class Coordinator:
             return
         await self._lead()
         await self._apply_leadership()
+        await self._alone_or_not()
         entries = await self._adopt_all()
         if entries:
             self.submit(entries)
@@ -258,10 +287,46 @@ class Coordinator:
                     log.event("follower_refresh_failed", level="warning", error=repr(exc))
 
     async def _beat(self) -> None:
+        asked = self.clock()
+        self.info["claims"] = "all (alone)" if self._alone else "each object"
         if not await self.store.heartbeat(self.info, self.ttl):
             log.event("replica_lapsed", level="warning", replica=self.replica_id,
                       reason="the previous heartbeat had expired: other replicas may have taken over its work")
             self.claims.held.clear()  # they may be another's now: claim again before the next unit
+            self._alone = False  # the same for the hold on every object: taken again only if still alone
+            return
+        # The heartbeat extended the hold with the claims; counted from before the request, as the lease.
+        self._alone_until = asked + self.ttl
+
+    async def _alone_or_not(self) -> None:
+        """Hold every object while no other replica is alive; share (claim each) as soon as one is."""
+        others = [r for r in await self.store.replicas() if r.id != self.replica_id]
+        if others:
+            if self._alone:
+                self._alone = False
+                log.event("claims_shared", replica=self.replica_id, replicas=len(others) + 1,
+                          reason="another replica is alive: units claim their objects again")
+            if self._all_held and not self._under_hold:
+                await self._release_all()
+            return
+        if self._alone or self._releasing_all is not None:
+            return  # (a release still in flight would undo a hold taken now)
+        asked = self.clock()
+        if await self.store.claim_all(self.ttl):
+            self._all_held = True
+            self._alone = True
+            self._alone_until = asked + self.ttl
+            log.event("claims_alone", replica=self.replica_id, reason="no other replica is alive: no claim per unit")
+
+    async def _release_all(self) -> None:
+        try:
+            await self.store.release_all()
+            if not self._alone:
+                self._all_held = False
+        except Exception as exc:  # tried again at the next heartbeat
+            log.event("claims_share_failed", level="warning", replica=self.replica_id, error=repr(exc))
+        finally:
+            self._releasing_all = None
 
     async def _lead(self) -> None:
         asked = self.clock()

@@ -106,6 +106,36 @@ async def test_an_object_is_claimed_by_one_replica_and_taken_over_when_its_claim
     assert await a.claim([anna, bo], LONG) == [anna, bo], "a leave frees every claim at once"
 
 
+async def test_a_replica_alone_holds_every_object_until_it_gives_them_up_leaves_or_lapses(
+    make_store: StoreFactory,
+) -> None:
+    a, b = await two(make_store)
+    anna, bo, chloe = ("user", "anna-id"), ("user", "bo-id"), ("group", "*")
+    assert await a.claim_all(LONG) is True
+    assert await a.claim_all(LONG) is True, "taking it again keeps it"
+    assert await b.claim([anna, chloe], LONG) == [], "every object is a's"
+    assert await b.claim_all(LONG) is False
+    assert await a.claim([anna], LONG) == [anna], "its holder may still claim single objects"
+    await a.release([anna])
+    await a.release_all()
+    assert await b.claim([anna], LONG) == [anna]
+    assert await a.claim_all(LONG) is False, "b holds a claim: a is not alone"
+    assert await b.claim([bo], LONG) == [bo], "the hold a tried for is not left behind"
+    await b.release([anna, bo])
+    # A hold lasts as long as its heartbeats; one that lapses frees every object.
+    assert await a.claim_all(SHORT) is True
+
+    async def b_claims() -> bool:
+        return await b.claim([bo], LONG) == [bo]
+
+    await eventually(b_claims, "a's hold expired", timeout=5)
+    await b.release([bo])
+    assert await a.claim_all(LONG) is True
+    await a.leave()
+    assert await b.claim([anna, bo], LONG) == [anna, bo], "a leave gives up the hold"
+    assert await a.claim_all(LONG) is False
+
+
 async def test_journal_entries_move_to_another_replica_only_when_their_owner_is_gone(make_store: StoreFactory) -> None:
     a, b = await two(make_store)
     await a.heartbeat({}, SHORT)

@@ -35,7 +35,7 @@ async def test_two_stores_opening_a_fresh_database_at_once_both_succeed_with_one
             tables = {r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         finally:
             await conn.close()
-        assert versions == [1, 2, 3], "the schema was made once"
+        assert versions == list(range(1, len(MIGRATIONS) + 1)), "the schema was made once"
         assert tables == {"schema_version", "journal", "subscriptions", "meta", "mappings", "members", "dead_letters",
                           "audit", "replicas", "leases", "claims"}
         seqs = await stores[0].append([item("u-anna")])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,7 +16,7 @@ from reactor.coordination import Coordinator
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
 from reactor.store import PostgresStore
-from reactor.store.base import JournalEntry, JournalItem
+from reactor.store.base import ClaimKey, JournalEntry, JournalItem
 from tests.support.eventually import eventually
 
 LEASE = 1.2
@@ -77,35 +77,65 @@ class Replica:
         ])
 
 
-@pytest.fixture
-async def replicas(postgres_url: str) -> AsyncIterator[list[Replica]]:
-    shared: dict[str, int] = {}
-    overlaps: list[str] = []
-    out: list[Replica] = []
-    for name in ("a", "b"):
-        store = PostgresStore(postgres_url)
+class CountingStore(PostgresStore):
+    """A replica's store that counts its claim statements."""
+
+    claims_made = 0
+
+    async def claim(self, keys: Sequence[ClaimKey], ttl: float) -> list[ClaimKey]:
+        self.claims_made += 1
+        return await super().claim(keys, ttl)
+
+
+@dataclass
+class Group:
+    """Replicas on one database, made and started one by one, stopped together."""
+
+    url: str
+    shared: dict[str, int] = field(default_factory=dict)
+    overlaps: list[str] = field(default_factory=list)
+    out: list[Replica] = field(default_factory=list)
+
+    async def add(self, name: str) -> Replica:
+        store = CountingStore(self.url)
         await store.open()
-        recorder = Recorder(name, shared, overlaps)
+        recorder = Recorder(name, self.shared, self.overlaps)
         component = Toggle()
-        dispatcher: Dispatcher
-        coordinator = Coordinator(
-            store, LEASE, submit=lambda entries, n=name: next(r for r in out if r.recorder.name == n).dispatcher.submit(entries),
-            leader_components=[component],
-        )
-        dispatcher = Dispatcher(store, recorder, workers=4, gate=coordinator, done_flush_seconds=0.01)
-        out.append(Replica(store, recorder, component, coordinator, dispatcher))
-    for r in out:
-        await r.dispatcher.start()
-        await r.coordinator.start()
+        coordinator = Coordinator(store, LEASE, submit=lambda entries: replica.dispatcher.submit(entries),
+                                  leader_components=[component])
+        replica = Replica(store, recorder, component, coordinator,
+                          Dispatcher(store, recorder, workers=4, gate=coordinator, done_flush_seconds=0.01))
+        self.out.append(replica)
+        await replica.dispatcher.start()
+        await replica.coordinator.start()
+        return replica
+
+    async def remove(self, replica: Replica) -> None:
+        """A clean stop, as ``reactor serve`` does it."""
+        self.out.remove(replica)
+        await replica.coordinator.stop()
+        await replica.dispatcher.stop()
+        await replica.coordinator.leave()
+        await replica.store.close()
+
+    async def close(self) -> None:
+        for r in list(self.out):
+            await self.remove(r)
+        assert self.overlaps == [], f"objects handled by both replicas at once: {self.overlaps}"
+
+
+@pytest.fixture
+async def group(postgres_url: str) -> AsyncIterator[Group]:
+    g = Group(postgres_url)
     try:
-        yield out
+        yield g
     finally:
-        for r in out:
-            await r.coordinator.stop()
-            await r.dispatcher.stop()
-            await r.coordinator.leave()
-            await r.store.close()
-        assert overlaps == [], f"objects handled by both replicas at once: {overlaps}"
+        await g.close()
+
+
+@pytest.fixture
+async def replicas(group: Group) -> list[Replica]:
+    return [await group.add("a"), await group.add("b")]
 
 
 def user(uid: str) -> JournalItem:
@@ -148,3 +178,37 @@ async def test_the_leaders_work_runs_on_the_leader_and_moves_when_it_stops(repli
                      timeout=LEASE * 2)
     await follower.journal([JournalItem("reconcile", "all", time.time(), {"cause": "periodic reconcile"})])
     await eventually(lambda: follower.recorder.ran["reconcile:all"] == 1, "the new leader reconciles", timeout=10)
+
+
+async def test_a_replica_alone_claims_nothing_per_unit_and_shares_when_another_starts(group: Group) -> None:
+    ids = [f"{i:08d}-0000-4000-8000-00000000000{i % 3}" for i in range(12)]
+    a = await group.add("a")
+    await eventually(lambda: a.coordinator.alone, "a alone holds every object", timeout=LEASE * 2)
+    await a.journal([user(u) for u in ids] * 3)
+
+    async def drained() -> bool:
+        return (await a.store.backlog())[0] == 0
+
+    await eventually(drained, "a's journal drained", timeout=30)
+    assert sum(a.recorder.ran.values()) == 36
+    assert a.store.claims_made == 0, "alone, no unit claimed its object"
+
+    async def says_alone() -> bool:
+        return next(r.info for r in await a.store.replicas() if r.id == a.store.replica_id)["claims"] == "all (alone)"
+
+    await eventually(says_alone, "the status page and /readyz say so (from the next heartbeat)", timeout=LEASE * 2)
+
+    # b starts while a keeps journaling the same objects: each runs on one replica at a time (the
+    # group checks it on close), and every entry runs once.
+    b = await group.add("b")
+    for _ in range(5):
+        await asyncio.gather(a.journal([user(u) for u in ids]), b.journal([user(u) for u in ids]))
+    await eventually(lambda: not a.coordinator.alone, "a shares once it sees b", timeout=LEASE * 2)
+    await eventually(drained, "both journals drained", timeout=30)
+    assert sum(a.recorder.ran.values()) + sum(b.recorder.ran.values()) == 36 + 12 * 10
+    assert b.recorder.ran, "b ran its own once a gave up the hold"
+    assert not b.coordinator.alone
+
+    # b stops: a is alone again and takes the hold back.
+    await group.remove(b)
+    await eventually(lambda: a.coordinator.alone, "a alone again", timeout=LEASE * 2)

@@ -329,6 +329,15 @@ class Coordination(Protocol):
     async def release(self, keys: Sequence[ClaimKey]) -> None:
         """Give up this replica's claims on ``keys``."""
 
+    async def claim_all(self, ttl: float) -> bool:
+        """Hold every object at once for ``ttl`` seconds (heartbeats extend it, as they do claims): for
+        a replica that is alone, so that its units need no claim each. Refused (``False``) while
+        another replica holds an unexpired claim on any object, or holds every object itself. While
+        it is held, :meth:`claim` by any other replica takes nothing."""
+
+    async def release_all(self) -> None:
+        """Give up the hold on every object (:meth:`claim_all`); claims on single objects stay."""
+
     async def adopt(
         self, *, kinds: Collection[str] | None = None, everything: bool = False, limit: int = 1000
     ) -> list[JournalEntry]:

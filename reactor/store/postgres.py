@@ -20,7 +20,7 @@ from reactor.store.base import (
     audit_values,
     change_of,
 )
-from reactor.store.postgres_coordination import COORDINATION_SCHEMA, PostgresCoordination
+from reactor.store.postgres_coordination import CLAIMS_BY_KEY_ONLY, COORDINATION_SCHEMA, PostgresCoordination
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -102,6 +102,7 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE changes;
     """,
     COORDINATION_SCHEMA,
+    CLAIMS_BY_KEY_ONLY,
 )
 """Migration ``n`` (1-based) brings the schema from version ``n - 1`` to ``n``; append, never edit."""
 

@@ -36,7 +36,10 @@ CREATE TABLE IF NOT EXISTS claims (
     PRIMARY KEY (kind, object_id)
 );
 CREATE INDEX IF NOT EXISTS claims_by_holder ON claims (holder);
+INSERT OR IGNORE INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', '', 0);
 """
+ALL = "kind = '*' AND object_id = '*'"
+"""The row that holds every object at once (``claim_all``), free while its holder is ``''``."""
 
 LEADER = "leader"
 FORGET_DEAD_AFTER = 86_400.0
@@ -119,6 +122,8 @@ class SQLiteCoordination(SQLiteWriter):
         def job(c: sqlite3.Connection) -> list[ClaimKey]:
             now = self.clock()
             held: list[ClaimKey] = []
+            if self._all_held_by_another(c, now):
+                return held
             for kind, oid in unique:
                 row = c.execute(
                     "INSERT INTO claims (kind, object_id, holder, expires_at) VALUES (?, ?, ?, ?)"
@@ -140,6 +145,34 @@ class SQLiteCoordination(SQLiteWriter):
         await self._call(lambda c: c.executemany(
             "DELETE FROM claims WHERE kind = ? AND object_id = ? AND holder = ?", [(k, o, me) for k, o in keys]
         ))
+
+    def _all_held_by_another(self, c: sqlite3.Connection, now: float) -> bool:
+        row = c.execute(f"SELECT holder, expires_at FROM claims WHERE {ALL}").fetchone()
+        return row is not None and row[0] not in ("", self.replica_id) and float(row[1]) > now
+
+    async def claim_all(self, ttl: float) -> bool:
+        me = self.replica_id
+
+        def job(c: sqlite3.Connection) -> bool:
+            now = self.clock()
+            if self._all_held_by_another(c, now):
+                return False
+            if c.execute(
+                f"SELECT 1 FROM claims WHERE NOT ({ALL}) AND holder <> ? AND expires_at > ? LIMIT 1", (me, now)
+            ).fetchone():
+                return False
+            c.execute(
+                "INSERT INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', ?, ?)"
+                " ON CONFLICT (kind, object_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+                (me, now + ttl),
+            )
+            return True
+
+        return await self._call(job)
+
+    async def release_all(self) -> None:
+        me = self.replica_id
+        await self._call(lambda c: c.execute(f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = ?", (me,)))
 
     async def adopt(
         self, *, kinds: Collection[str] | None = None, everything: bool = False, limit: int = 1000
@@ -179,6 +212,7 @@ class SQLiteCoordination(SQLiteWriter):
         me = self.replica_id
 
         def job(c: sqlite3.Connection) -> None:
+            c.execute(f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = ?", (me,))
             c.execute("DELETE FROM claims WHERE holder = ?", (me,))
             c.execute("UPDATE leases SET expires_at = ? WHERE holder = ?", (self.clock() - 1, me))
             c.execute("UPDATE journal SET owner = '' WHERE owner = ?", (me,))
