@@ -17,12 +17,19 @@ serves every dirty group) are taken all at once as a single unit. Guarantees:
 
 Done entries are deleted from the journal in batches (``done_flush_seconds``): a crash between the
 handler's success and the flush runs those units again, which the handlers tolerate (they read fresh
-state and are idempotent).
+state and are idempotent). A done entry numbered above the lowest entry still pending here waits (up
+to ``DONE_HOLD_SECONDS`` and ``DONE_HOLD_MAX`` entries) until everything below it is done too, so
+that the deletes are ranges of consecutive numbers: a coalesced unit's entries are scattered among
+other objects' (a user notified again and again while others wait), and deleting them one by one
+rewrote a page of the journal for nearly every entry, the commit that carried them was the
+writer's longest, and the intake's group commits waited behind it (bench/README.md). On a clean stop
+every done entry is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import time
@@ -40,6 +47,14 @@ from reactor.store.base import DeadLetters, Journal, JournalEntry
 
 Key = tuple[str, str]
 
+DONE_HOLD_SECONDS = 30.0
+"""How long the lowest pending entry may stay the same (an object backing off) before the done
+entries above it are deleted anyway, one by one."""
+DONE_HOLD_MAX = 200_000
+"""How many done entries may wait so (a crash runs their objects again: one unit each, coalesced)."""
+
+WATERMARK_OBJECTS_MAX = 10_000
+"""With more objects pending than this, done entries are deleted at once (no lowest number sought)."""
 STOP_GRACE_SECONDS = 10.0
 """How long a stop waits for in-flight units before cancelling them (they stay journaled)."""
 
@@ -131,6 +146,11 @@ class Dispatcher:
         self._busy_kinds: set[str] = set()
         self._known: set[int] = set()
         self._done: list[int] = []
+        self._low = 0  # the lowest entry pending here at the last flush, and since when
+        self._low_since = 0.0
+        self._flushed_below = 0
+        self._max_seq = 0
+        self._unordered = False  # an entry came in below a newer one (adopted): delete without waiting
         self._wake = asyncio.Event()
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,6 +171,10 @@ class Dispatcher:
             if e.seq in self._known:
                 continue
             self._known.add(e.seq)
+            if e.seq < self._max_seq:
+                self._unordered = True  # an object's first entry may no longer be its lowest
+            else:
+                self._max_seq = e.seq
             key = (e.kind, e.object_id)
             p = self._pending.get(key)
             if p is None:
@@ -226,7 +250,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
-        await self._flush_done()
+        await self._flush_done(everything=True)
 
     @property
     def alive(self) -> bool:
@@ -411,6 +435,8 @@ class Dispatcher:
             else:
                 p.failures += 1
                 p.not_before = self.clock() + Backoff(self.retry_base_seconds, self.retry_max_seconds).delay(p.failures)
+                if self._done:
+                    self._flush_wake.set()  # an object backing off may be what holds done entries back
                 if k[0] not in self.batch_kinds:
                     heapq.heappush(self._delayed, (p.not_before, k))
             if not p.entries:
@@ -496,12 +522,44 @@ class Dispatcher:
         oldest = self.oldest_pending()
         OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
 
-    async def _flush_done(self) -> None:
-        done, self._done = self._done, []
+    @property
+    def done_waiting(self) -> int:
+        """Done entries not deleted yet (waiting for the entries below them, see the module doc)."""
+        return len(self._done)
+
+    def _lowest_pending(self) -> int | None:
+        """The lowest entry number pending or running here; ``None`` when nothing is."""
+        if not self._pending:
+            self._unordered = False
+            return None
+        if len(self._pending) > WATERMARK_OBJECTS_MAX:
+            return None  # finding it would cost more than the deletes it saves
+        return min((p.entries[0].seq for p in self._pending.values() if p.entries), default=None)
+
+    async def _flush_done(self, everything: bool = False) -> None:
+        if not self._done:
+            return
+        done, held = self._done, []
+        low = None if everything or self._unordered else self._lowest_pending()
+        if low is not None:
+            now = self.clock()
+            if low != self._low:
+                self._low, self._low_since = low, now
+            elif self._flushed_below == low and len(done) < DONE_HOLD_MAX and now - self._low_since < DONE_HOLD_SECONDS:
+                return  # everything done below ``low`` is deleted; what came since is above it
+            if len(done) < DONE_HOLD_MAX and now - self._low_since < DONE_HOLD_SECONDS:
+                done.sort()  # mostly sorted already (what waited) plus the newly done: a merge
+                cut = bisect.bisect_left(done, low)
+                done, held = done[:cut], done[cut:]
+                self._flushed_below = low
+        self._done = held
         if not done:
             return
         try:
             await self.store.mark_done(sorted(done))
+        except asyncio.CancelledError:
+            self._done.extend(done)  # the stop cancelled this flush: its own flush deletes them
+            raise
         except Exception as exc:
             log.event("mark_done_failed", level="error", error=repr(exc))
             self._done.extend(done)

@@ -189,7 +189,8 @@ class Service:
         alive = f"{len(view.alive)} replica{'s' if len(view.alive) != 1 else ''} alive"
         if who is None:
             return False, f"no replica leads at the moment; {alive}"
-        return True, f"leader: {who} (epoch {view.leader.epoch if view.leader else '?'}); {alive}"
+        claims = "; this replica is alone and holds every object" if self.coordinator.alone else ""
+        return True, f"leader: {who} (epoch {view.leader.epoch if view.leader else '?'}); {alive}{claims}"
 
     async def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
         """Run every named check; ready when none of the :attr:`FATAL_CHECKS` fails.
@@ -280,6 +281,7 @@ class Service:
             "backlog": {
                 "objects": self.dispatcher.depth,
                 "journal_items": count,
+                "journal_items_done": self.dispatcher.done_waiting,  # done, deleted once those below are
                 "oldest_received_at": oldest,
                 "oldest_pending_age_seconds": round(now - pending_since, 1) if pending_since is not None else None,
                 "max_age_seconds": self.max_backlog_age_seconds,
