@@ -196,7 +196,7 @@ async def test_a_replica_alone_claims_nothing_per_unit_and_shares_when_another_s
     async def says_alone() -> bool:
         return next(r.info for r in await a.store.replicas() if r.id == a.store.replica_id)["claims"] == "all (alone)"
 
-    await eventually(says_alone, "the status page and /readyz say so (from the next heartbeat)", timeout=LEASE * 2)
+    await eventually(says_alone, "the status page says so (from the next heartbeat)", timeout=LEASE * 2)
 
     # b starts while a keeps journaling the same objects: each runs on one replica at a time (the
     # group checks it on close), and every entry runs once.
