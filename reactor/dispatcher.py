@@ -49,7 +49,7 @@ Key = tuple[str, str]
 
 DONE_HOLD_SECONDS = 30.0
 """How long the lowest pending entry may stay the same (an object backing off) before the done
-entries above it are deleted anyway, one by one."""
+entries above it are deleted anyway, scattered as they are."""
 DONE_HOLD_MAX = 200_000
 """How many done entries may wait so (a crash runs their objects again: one unit each, coalesced)."""
 

@@ -51,7 +51,7 @@ INSERT INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', '', 0
 """
 """Migration 4: claims are found by their key alone. With an index on the holder, the planner answered
 a release of a few keys by walking every claim of this replica, live and dead (one replica holds
-them all, and claims come and go thousands of times a second): 34 µs of PostgreSQL's CPU per key
+them all, and claims come and go thousands of times a second): 48 µs of statement time per key
 released, a third of a core under the ingest load (bench/README.md). The heartbeat's and the
 stop's statements by holder scan the table instead; the live claims are few.
 
