@@ -111,6 +111,14 @@ class TokenEndpointCredential:
         return None
 
 
+def credential_client(base: str, lifetime: float) -> tuple[ManualClock, TokenEndpointCredential, GraphClient]:
+    """A client whose tokens come from the app's ``/token`` (valid ``lifetime`` seconds), on a manual clock."""
+    clock = ManualClock()
+    credential = TokenEndpointCredential(base.removesuffix("/v1.0") + "/token", clock, lifetime=lifetime)
+    settings = GraphSettings(tenant_id="t", client_id="c", client_secret=Secret("s"), base_url=base)
+    return clock, credential, GraphClient(settings, credential=credential, clock=clock)  # type: ignore[arg-type]
+
+
 def authorization(seen: Seen) -> list[str]:
     return [headers.get("authorization", "") for _, _, headers in seen.requests]
 
@@ -157,10 +165,8 @@ async def test_the_token_goes_only_to_our_origin() -> None:
 
 async def test_a_credential_token_is_cached_then_fetched_again_before_it_expires(servers: tuple[str, Seen, Seen]) -> None:
     base, seen, _ = servers
-    clock = ManualClock()
-    credential = TokenEndpointCredential(base.removesuffix("/v1.0") + "/token", clock, lifetime=3600)
-    settings = GraphSettings(tenant_id="t", client_id="c", client_secret=Secret("s"), base_url=base)
-    async with GraphClient(settings, credential=credential, clock=clock) as graph:  # type: ignore[arg-type]
+    clock, credential, client = credential_client(base, lifetime=3600)
+    async with client as graph:
         await asyncio.gather(*(graph.get_json(f"users/u{i}") for i in range(10)))
         assert seen.issued == 1, "ten requests at once, one token fetched"
         clock.now += 3600 - REFRESH_MARGIN - 1
@@ -204,10 +210,8 @@ async def test_a_given_session_is_used_and_left_open(servers: tuple[str, Seen, S
 
 async def test_a_short_lived_token_is_fetched_again_half_way_through_its_life(servers: tuple[str, Seen, Seen]) -> None:
     base, seen, _ = servers
-    clock = ManualClock()
-    credential = TokenEndpointCredential(base.removesuffix("/v1.0") + "/token", clock, lifetime=120)
-    settings = GraphSettings(tenant_id="t", client_id="c", client_secret=Secret("s"), base_url=base)
-    async with GraphClient(settings, credential=credential, clock=clock) as graph:  # type: ignore[arg-type]
+    clock, _, client = credential_client(base, lifetime=120)
+    async with client as graph:
         await graph.get_json("users/u1")
         clock.now += 59
         await graph.get_json("users/u2")
