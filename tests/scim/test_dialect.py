@@ -179,3 +179,36 @@ async def test_errors_carry_the_scim_detail_never_the_token(
             await client.set_active("u-1", False)
     assert str(info.value) == "PATCH /Users/u-1: 400 mutability: no"
     assert TOKEN not in repr(info.value) and TOKEN not in repr(client.settings)
+
+
+CHANGES: list[dict[str, str | None]] = [
+    {"cost_center": "CC-1"},
+    {"cost_center": "Kostenstelle \"Nord\" 4711", "display_name": "Zoë O'Brien-Łukasiewicz"},
+    {"display_name": "山田 太郎", "given_name": "太郎", "family_name": None},
+    {"cost_center": None, "user_name": "ngozi.okafor@contoso.onmicrosoft.com"},
+    {"email": "ngozi@contoso.co.uk", "cost_center": "NG-7"},
+    {"email": None},
+]
+
+
+@pytest.mark.parametrize("dialect", ["rfc", "entra"])
+def test_a_patch_of_a_shape_seen_before_is_what_scim2_models_makes_of_it(dialect: Dialect) -> None:
+    """The second PATCH of a shape is written directly, without validating it again: it must be the
+    very body scim2-models validates and dumps, whatever the values (quotes, scripts, removals)."""
+    from reactor.scim import dialect as forms
+
+    for changes in CHANGES:
+        forms._PLAIN_SHAPES.clear()
+        validated = forms.replace_attributes(changes, dialect)
+        has_list = changes.get("email") is not None and dialect == "rfc"  # the rfc form replaces ``emails`` whole
+        assert any(forms._PLAIN_SHAPES.values()) is not has_list  # remembered, unless a value is a list
+        assert forms.replace_attributes(changes, dialect) == validated
+        other = {name: (None if value is None else value + " (2)") for name, value in changes.items()}
+        written = forms.replace_attributes(other, dialect)  # the same shape, other values
+        forms._PLAIN_SHAPES.clear()
+        assert written == forms.replace_attributes(other, dialect)
+    for active in (True, False):
+        forms._PLAIN_SHAPES.clear()
+        assert forms.set_active(active, dialect) == forms.set_active(active, dialect)
+        assert forms.set_active(active, dialect)["Operations"][0]["value"] == (
+            active if dialect == "rfc" else str(active))
