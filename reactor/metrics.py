@@ -35,6 +35,11 @@ WORKERS_BUSY = Gauge("reactor_workers_busy", "Workers handling an object right n
 GRAPH_CALLS = Counter(
     "reactor_graph_calls", "Graph requests by operation and outcome", ["operation", "outcome"], registry=REGISTRY
 )
+GRAPH_BUDGET_WAIT = Counter(
+    "reactor_graph_budget_wait_seconds",
+    "Seconds Graph requests waited for graph.max_requests_per_second (summed over concurrent requests)",
+    registry=REGISTRY,
+)
 SCIM_REQUESTS = Counter(
     "reactor_scim_requests", "AskCody SCIM requests by method and outcome", ["method", "outcome"], registry=REGISTRY
 )

@@ -95,6 +95,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         (("[server]", f'[store]\nentra_auth = true\nurl = "{PG_URL_WITHOUT_USER}"\n\n[server]'),
          "store.url names no user: with store.entra_auth"),
         (("[server]", '[store]\nentra_auth = "maybe"\n\n[server]'), "store.entra_auth must be true or false"),
+        (('client_secret = "graph-secret-value-xyz"', 'client_secret = "graph-secret-value-xyz"\nmax_requests_per_second = 0'),
+         "graph.max_requests_per_second must be greater than 0"),
     ],
 )
 def test_bad_values_are_refused_with_one_clear_line(tmp_path: Path, change: tuple[str, str], message: str) -> None:

@@ -18,6 +18,13 @@ says so (a retried ``POST /subscriptions`` can duplicate a subscription). A ``Re
 back every request of the client, not just the one retried: Graph throttles the application, so the
 other workers wait too (at most the retry horizon; not in ``retry.TESTING``).
 
+Every request takes a token from a :class:`~reactor.ratelimit.TokenBucket` of
+``graph.max_requests_per_second`` first, a ``$batch`` one per request it carries (Graph throttles
+each of them, in resource units: ``concepts/throttling-limits.md``); the bucket holds 10 s of them, as
+Graph's own window. Without it, a flood of notifications for a few hundred users had the workers
+read Graph 600 times a second (more than Graph allows an application in a tenant of that size, 500
+units a second) and the reads' CPU took half the webhook intake's throughput (bench/README.md).
+
 Every failure is mapped into :mod:`reactor.errors` by :func:`map_graph_error`, which applies
 :func:`reactor.errors.error_for_status` (the same rules as the SCIM client's), except:
 
@@ -57,12 +64,16 @@ from reactor.errors import (
     error_for_status,
 )
 from reactor.graph.auth import BearerToken
-from reactor.metrics import GRAPH_CALLS
+from reactor.graph.batch import MAX_REQUESTS as MAX_BATCH
+from reactor.metrics import GRAPH_BUDGET_WAIT, GRAPH_CALLS
+from reactor.ratelimit import TokenBucket
 from reactor.retry import DEFAULT_POLICY, RetryPolicy, parse_retry_after
 from reactor.retry import call as call_with_retry
 
 T = TypeVar("T")
 
+BUCKET_SECONDS = 10.0
+"""How many seconds of ``graph.max_requests_per_second`` may go at once (Graph counts in 10-s windows)."""
 DELTA_EXPIRED_MARKERS = ("syncstate", "resync", "deltatoken", "tokenexpired")
 TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0)
 USER_AGENT = f"askcody-entra-reactor/{__version__}"
@@ -116,6 +127,15 @@ def _outcome(exc: BaseException) -> str:
     return "permanent"
 
 
+def _cost(url: str, body: Mapping[str, Any] | None) -> int:
+    """The tokens a request takes: one, or one per request a ``$batch`` carries."""
+    if body is not None and url.endswith("/$batch"):
+        requests = body.get("requests")
+        if isinstance(requests, list) and requests:
+            return min(len(requests), MAX_BATCH)
+    return 1
+
+
 def _yarl(url: str) -> yarl.URL:
     """``url`` as sent: verbatim when it is already encoded (ours are, and so are Graph's links)."""
     return yarl.URL(url, encoded=url.isascii() and " " not in url)
@@ -128,9 +148,10 @@ class GraphClient:
     ``clock`` (epoch seconds) turns a ``Retry-After`` date into seconds and is what tokens' expiry is
     compared with; ``credential`` replaces the one :func:`reactor.graph.auth.build_credential` would
     build; ``session`` is an aiohttp session to send through (left open; the client's timeouts,
-    headers and no-redirect rule apply per request). By default the client opens its own session on
-    first use, in the running event loop, and :meth:`aclose` closes it. The client closes only what it
-    created.
+    headers and no-redirect rule apply per request); ``bucket`` the token bucket every request takes
+    from (default: ``max_requests_per_second`` of ``settings``, holding :data:`BUCKET_SECONDS` of it).
+    By default the client opens its own session on first use, in the running event loop, and
+    :meth:`aclose` closes it. The client closes only what it created.
     """
 
     def __init__(
@@ -141,8 +162,11 @@ class GraphClient:
         retry: RetryPolicy = DEFAULT_POLICY,
         session: aiohttp.ClientSession | None = None,
         credential: AsyncTokenCredential | None = None,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self.settings = settings
+        rate = settings.max_requests_per_second
+        self.bucket = bucket if bucket is not None else TokenBucket(rate, max(rate * BUCKET_SECONDS, float(MAX_BATCH)))
         self.base_url = settings.base_url.rstrip("/")
         self.retry = retry
         self._clock = clock
@@ -176,6 +200,9 @@ class GraphClient:
         paused = self._paused_until - time.monotonic()
         if paused > 0 and not retry_mod.TESTING:
             await asyncio.sleep(paused)  # Graph asked us to hold back (Retry-After), not a wait for work
+        waited = await self.bucket.acquire(_cost(url, body))
+        if waited:
+            GRAPH_BUDGET_WAIT.inc(waited)
         headers = {"Accept": JSON, "User-Agent": USER_AGENT, "client-request-id": str(uuid.uuid4())}
         data = None
         if body is not None:

@@ -18,8 +18,10 @@ from reactor.errors import (
     TransientError,
 )
 from reactor.graph.auth import build_credential, scope_for
+from reactor.graph.batch import get_many
 from reactor.graph.client import GraphClient, parse_retry_after
 from reactor.metrics import REGISTRY
+from reactor.ratelimit import TokenBucket
 from reactor.retry import RetryPolicy
 from tests.support.retries import recording
 
@@ -186,3 +188,33 @@ async def test_credentials_follow_the_settings() -> None:
     assert type(default).__name__ == "DefaultAzureCredential"
     await secret.close()
     await default.close()
+
+
+async def test_every_request_takes_a_token_and_a_batch_one_per_request_it_carries(
+    sim: GraphSimulator, graph_settings: GraphSettings
+) -> None:
+    """Graph throttles each request of a ``$batch`` (in resource units): the client's budget counts
+    them so, and waits for the tokens instead of running into Graph's 429s."""
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(10, 20, clock=lambda: now[0], sleep=sleep)
+    uids = [sim.add_user(user_principal_name=f"n{i}@contoso.onmicrosoft.com") for i in range(25)]
+    async with GraphClient(graph_settings, bucket=bucket) as client:
+        bodies = await get_many(client, [f"users/{uid}?$select=id" for uid in uids])
+        assert sorted(b["id"] for b in bodies.values() if b) == sorted(uids)
+        # 20 tokens in the bucket: the first batch (20 reads) goes at once, the second (5) waits 0.5 s.
+        assert sum(waits) == pytest.approx(0.5)
+        await client.get_json(f"users/{uids[0]}")
+        assert sum(waits) == pytest.approx(0.6)  # a plain GET: one token, 0.1 s at 10 a second
+    assert (REGISTRY.get_sample_value("reactor_graph_budget_wait_seconds_total") or 0.0) >= 0.6
+
+
+def test_the_budget_follows_the_settings_and_holds_ten_seconds_of_it() -> None:
+    client = GraphClient(GraphSettings(base_url="http://127.0.0.1:1/v1.0", token=Secret(TOKEN), max_requests_per_second=7))
+    assert (client.bucket.rate, client.bucket.burst) == (7, 70)
+    assert GraphClient(GraphSettings(base_url="http://127.0.0.1:1/v1.0", token=Secret(TOKEN))).bucket.rate == 50
