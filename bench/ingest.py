@@ -8,11 +8,18 @@ rounds and the median p50 and p99 for each, and the ratio reactor / bare. Uses w
 (a Lua script varies the user id of every request), else a Python load generator (said in the
 output; it saturates one core itself, so its figures are lower and the ratio less telling).
 
+Beside each server's req/s, its event loop's CPU per request (the main thread's CPU from ``/proc``
+during its own rounds, over the requests answered): what bounds a server that answers on one
+thread. Time stolen by other processes or the host lowers req/s but not this, so the ratio of the
+two servers' CPU per request says what the req/s ratio would be on a quiet machine; on a noisy one
+it is the steadier figure of the two. The engine's includes the units it runs meanwhile.
+
     python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64] [--store postgresql]
                            [--handler record|engine|both] [--engine-users 300] [--changes-per-second 50]
 
 ``--handler``: besides the reactor with the recording handler (``reactor sqlite``), a ``reactor
-engine`` with the real sync engine at the default configuration (``sync.workers`` 20, 25 SCIM req/s) takes
+engine`` with the real sync engine at the default configuration (``sync.workers`` 20, 25 SCIM req/s,
+Graph 50 req/s) takes
 its turn in the same rounds (``both``, the default), or alone (``engine``). Its tenant is the Graph
 simulator in a process of its own, seeded with ``--engine-users`` users in one configured group, and
 AskCody is scim2-server in its own process (not limited itself); the start-up reconcile provisions the users before the
@@ -198,6 +205,17 @@ class EngineTenant:
             self._thread.join(10)
 
 
+def loop_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of the process's main thread (its event loop, where every request is answered),
+    from ``/proc``; ``None`` where there is none."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reactor_figures(proc: ReactorProcess) -> dict[str, float]:
     """Units handled, journal items left, objects pending, and SCIM and Graph requests so far (by method
     or operation), from the reactor's admin listener."""
@@ -297,9 +315,16 @@ def main() -> None:
             procs[name] = ReactorProcess(config, port, "--record", os.devnull)
 
         def load(name: str, url: str, seconds: int) -> dict[str, float]:
+            server = bare if name == "bare starlette" else procs[name].proc
+            before = loop_cpu_seconds(server.pid) if server is not None else None
             if use_wrk:
-                return run_wrk(url, seconds, args.connections, scripts["engine" if name == "reactor engine" else "random"])
-            return asyncio.run(run_python(url, seconds, args.connections))
+                result = run_wrk(url, seconds, args.connections, scripts["engine" if name == "reactor engine" else "random"])
+            else:
+                result = asyncio.run(run_python(url, seconds, args.connections))
+            after = loop_cpu_seconds(server.pid) if server is not None else None
+            if before is not None and after is not None:
+                result["loop_cpu"] = after - before
+            return result
 
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)])
@@ -367,19 +392,27 @@ def main() -> None:
 
         left = {name: asyncio.run(journal_count(url)) for name, url in stores.items()}
 
-    print(f"{'':20} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}   ({args.rounds} rounds of {args.seconds} s, "
-          f"{args.connections} connections)")
+    print(f"{'':20} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'loop us/req':>12}   ({args.rounds} rounds of "
+          f"{args.seconds} s, {args.connections} connections)")
     totals: dict[str, float] = {}
+    per_request: dict[str, float] = {}
     for name, rs in rounds.items():
         totals[name] = sum(r["requests"] for r in rs) / sum(r["requests"] / r["rps"] for r in rs)
         p50 = statistics.median(r["p50_ms"] for r in rs)
         p99 = statistics.median(r["p99_ms"] for r in rs)
         errors = sum(r["errors"] for r in rs)
-        print(f"{name:20} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f}")
+        if all("loop_cpu" in r for r in rs):
+            per_request[name] = sum(r["loop_cpu"] for r in rs) / sum(r["requests"] for r in rs) * 1e6
+        cpu = f"{per_request[name]:12.1f}" if name in per_request else f"{'-':>12}"
+        print(f"{name:20} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f} {cpu}")
     for name in left:
         target = "0.50" if "postgresql" in name else "0.60"
+        cpu = ""
+        if name in per_request and "bare starlette" in per_request:
+            cpu = f"; event-loop CPU per request bare/{name.removeprefix('reactor ')}: " \
+                  f"{per_request['bare starlette'] / per_request[name]:.2f}"
         print(f"ratio {name}/bare req/s: {totals[name] / totals['bare starlette']:.2f} (target >= {target});"
-              f" journal items left pending after stop: {left[name]}")
+              f" journal items left pending after stop: {left[name]}{cpu}")
     print(f"load average during the rounds: {', '.join(f'{x:.2f}' for x in loads)}")
     if engine is not None and engine_after:
         delta = {k: engine_after.get(k, 0.0) - engine_before.get(k, 0.0) for k in engine_after}
