@@ -405,10 +405,13 @@ class GroupRounds:
             log.event("reconcile_drift_found", users=len(out))
         return out
 
-    async def read_groups(self, progress: Progress | None = None) -> tuple[dict[str, frozenset[str]], Nesting]:
+    async def read_groups(
+        self, progress: Progress | None = None, users: dict[str, EntraUser] | None = None
+    ) -> tuple[dict[str, frozenset[str]], Nesting]:
         """Read from Graph every configured group and every group nested in one with ``nested = true``:
         the direct user members of each, and the nesting. Each group is read once (cycles end).
-        ``progress`` counts the groups read of those known so far."""
+        ``progress`` counts the groups read of those known so far; ``users``, when given, receives
+        the member users as the listings carry them (see :meth:`GraphReader.group_members`)."""
         members: dict[str, frozenset[str]] = {}
         nesting = Nesting()
         queue = deque(g.id for g in self.settings.groups if g.nested)
@@ -417,7 +420,7 @@ class GroupRounds:
 
         async def read(gid: str) -> frozenset[str]:
             try:
-                found = await self.reader.group_members(gid)
+                found = await self.reader.group_members(gid, users)
             except NotFoundError:
                 found = GroupMembers(frozenset(), frozenset())
             members[gid] = found.user_ids
@@ -442,13 +445,16 @@ class GroupRounds:
         """Read every group in scope (nested ones included) and its members from Graph and plan every
         user (changes nothing, in AskCody or in the store). Reported into :attr:`progress`."""
         with self.progress.run(cause):
-            members, nesting = await self.read_groups(self.progress)
-            return await self._plan_all(members, nesting, remember=False, progress=self.progress)
+            users: dict[str, EntraUser] = {}
+            members, nesting = await self.read_groups(self.progress, users)
+            return await self._plan_all(members, nesting, remember=False, progress=self.progress, users=users)
 
     async def _plan_all(
         self, members: Mapping[str, frozenset[str]], nesting: Nesting, *, remember: bool = True,
-        index: ScimIndex | None = None, progress: Progress | None = None,
+        index: ScimIndex | None = None, progress: Progress | None = None, users: Mapping[str, EntraUser] | None = None,
     ) -> list[UserPlan]:
+        """Plan every user in scope or known to the store; ``users``: those already read from Graph
+        (the members listings), the others are read one by one."""
         direct: dict[str, set[str]] = {}
         for gid, uids in members.items():
             for uid in uids:
@@ -461,10 +467,11 @@ class GroupRounds:
             progress.enter(PLANNING, total=len(everyone))
 
         async def one(uid: str) -> UserPlan:
+            known = users.get(uid) if users is not None else None
             async with sem:
                 plan = await self.plan(
                     uid, groups=frozenset(direct.get(uid, ())), group_ids=group_ids, scope=scope, remember=remember,
-                    fresh=True, index=index,
+                    fresh=True, index=index, user=known, read_user=known is None,
                 )
             if progress is not None:
                 progress.advance()
@@ -480,7 +487,8 @@ class GroupRounds:
             return await self._full_sync(cause, self.progress)
 
     async def _full_sync(self, cause: str, progress: Progress) -> list[UserPlan]:
-        members, nesting = await self.read_groups(progress)
+        users: dict[str, EntraUser] = {}  # as the members listings carry them: no read per user
+        members, nesting = await self.read_groups(progress, users)
         async with self._delta_lock:
             before = Nesting.loads(await self.store.get_meta(NESTING_KEY))
             for gid in sorted(before.tracked(self.settings) - members.keys()):
@@ -494,7 +502,7 @@ class GroupRounds:
                 log.event("nested_groups", group_id=gid, nested_groups=count, depth=deepest)
         # Every user matched from one listing of AskCody, not a lookup (or a read) each.
         index = await self.build_index(progress)
-        plans = await self._plan_all(members, nesting, index=index, progress=progress)
+        plans = await self._plan_all(members, nesting, index=index, progress=progress, users=users)
         failures: list[BaseException] = []
         sem = asyncio.Semaphore(self.concurrency)
         progress.enter(APPLYING, total=len(plans))

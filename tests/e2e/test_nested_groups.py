@@ -174,6 +174,38 @@ async def test_reactor_sync_walks_nested_groups(stack: Stack, tenant_groups: dic
     assert await granted(stack, ROLE, uid)
 
 
+async def test_reactor_sync_takes_the_users_from_the_group_listings_without_a_read_each(
+    stack: Stack, tenant_groups: dict[str, str]
+) -> None:
+    """Each user a full sync plans comes with its group's members listing (its properties selected
+    there): no read per user, which would cost Graph a resource unit each out of the budget."""
+    sim, top = stack.sim, tenant_groups[ROLE]
+    await ready(stack)
+    sim.faults.drop_rate = 1.0  # only reactor sync finds these
+    site = sim.add_group(display_name="FM Århus")
+    sim.add_member(top, site)
+    names = [("zoe.obrien", "Zoë O'Brien"), ("juergen.gross", "Jürgen Groß"), ("li.wei", "李伟"),
+             ("ngozi.okafor", "Ngozi Okafor"), ("sven.odegard", "Sven Ødegård")]
+    people: dict[str, int] = {}
+    for i in range(30):
+        local, display = names[i % len(names)]
+        uid = add_user(sim, f"{local}.{i}", display_name=f"{display} {i}", employee_org_data={"costCenter": f"ÅR-{i}"})
+        people[uid] = i
+    for uid, i in people.items():
+        sim.add_member(top if i < 20 else site, uid)
+    sim.calls.clear()
+
+    await stack.engine.full_sync()
+
+    assert sim.calls.get("get_user", 0) == 0, dict(sim.calls)
+    assert sim.calls.get("batch", 0) == 0, dict(sim.calls)
+    for uid, i in people.items():
+        held = await stack.askcody_user(uid)
+        assert held is not None and held["displayName"].endswith(f" {i}") and held["active"] is True
+        assert held["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["costCenter"] == f"ÅR-{i}"
+        assert await member_of(stack, ROLE, uid)
+
+
 async def test_a_store_from_before_nested_groups_finds_the_existing_nesting(
     stack: Stack, tenant_groups: dict[str, str]
 ) -> None:

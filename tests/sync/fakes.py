@@ -98,8 +98,9 @@ class FakeGraph:
             raise NotFoundError(f"GET groups/{group_id}/members: answered 404")
         return set(self.members[group_id])
 
-    async def group_members(self, group_id: str) -> GroupMembers:
-        """Direct members: users only (this fake has no nested groups)."""
+    async def group_members(self, group_id: str, users_read: dict[str, EntraUser] | None = None) -> GroupMembers:
+        """Direct members: users only (this fake has no nested groups). ``users_read`` is left as it is:
+        the engine then reads each user through :meth:`get_user`, which a test can make fail."""
         return GroupMembers(frozenset(await self.group_member_ids(group_id)), frozenset())
 
     def groups_delta_key(self, group_ids: Iterable[str]) -> str:
