@@ -45,9 +45,12 @@ CREATE INDEX claims_by_holder ON claims (holder);
 """
 """Migration 3: what several replicas share beside the data."""
 
-CLAIMS_BY_KEY_ONLY = """
+HOLD_ROW = "INSERT INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', '', 0) ON CONFLICT DO NOTHING"
+"""The hold on every object, free (holder ``''``), unless it exists."""
+
+CLAIMS_BY_KEY_ONLY = f"""
 DROP INDEX IF EXISTS claims_by_holder;
-INSERT INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', '', 0) ON CONFLICT DO NOTHING;
+{HOLD_ROW};
 """
 """Migration 4: claims are found by their key alone. With an index on the holder, the planner answered
 a release of a few keys by walking every claim of this replica, live and dead (one replica holds
@@ -59,6 +62,8 @@ And the row ``('*', '*')``: the hold on every object (:meth:`PostgresCoordinatio
 while its holder is ``''``. It always exists, so that a claim can lock it (see ``claim``)."""
 
 ALL = "claims.kind = '*' AND claims.object_id = '*'"
+RELEASE_ALL = f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = $1"
+"""This replica ($1) gives up the hold on every object."""
 
 NOW = "extract(epoch from clock_timestamp())"
 LEADER = "leader"
@@ -77,9 +82,7 @@ class PostgresCoordination(PostgresWriter):
             return  # a schema without the hold (a test of older schemas)
         # The hold on every object must exist for any claim to be made (see ``claim``); a database
         # restored without it, or emptied by hand, gets it back here.
-        await self._run(lambda c: c.execute(
-            "INSERT INTO claims (kind, object_id, holder, expires_at) VALUES ('*', '*', '', 0) ON CONFLICT DO NOTHING"
-        ))
+        await self._run(lambda c: c.execute(HOLD_ROW))
 
     async def heartbeat(self, info: dict[str, Any], ttl: float) -> bool:
         async def job(c: Any) -> bool:
@@ -172,9 +175,7 @@ class PostgresCoordination(PostgresWriter):
         return True
 
     async def release_all(self) -> None:
-        await self._run(lambda c: c.execute(
-            f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = $1", self.replica_id
-        ))
+        await self._run(lambda c: c.execute(RELEASE_ALL, self.replica_id))
 
     async def adopt(
         self, *, kinds: Collection[str] | None = None, everything: bool = False, limit: int = 1000
@@ -206,7 +207,7 @@ class PostgresCoordination(PostgresWriter):
 
     async def leave(self) -> None:
         async def job(c: Any) -> None:
-            await c.execute(f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = $1", self.replica_id)
+            await c.execute(RELEASE_ALL, self.replica_id)
             await c.execute("DELETE FROM claims WHERE holder = $1", self.replica_id)
             await c.execute(f"UPDATE leases SET expires_at = {NOW} - 1 WHERE holder = $1", self.replica_id)
             await c.execute("UPDATE journal SET owner = '' WHERE owner = $1", self.replica_id)

@@ -40,6 +40,8 @@ INSERT OR IGNORE INTO claims (kind, object_id, holder, expires_at) VALUES ('*', 
 """
 ALL = "kind = '*' AND object_id = '*'"
 """The row that holds every object at once (``claim_all``), free while its holder is ``''``."""
+RELEASE_ALL = f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = ?"
+"""This replica (?) gives up the hold on every object."""
 
 LEADER = "leader"
 FORGET_DEAD_AFTER = 86_400.0
@@ -172,7 +174,7 @@ class SQLiteCoordination(SQLiteWriter):
 
     async def release_all(self) -> None:
         me = self.replica_id
-        await self._call(lambda c: c.execute(f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = ?", (me,)))
+        await self._call(lambda c: c.execute(RELEASE_ALL, (me,)))
 
     async def adopt(
         self, *, kinds: Collection[str] | None = None, everything: bool = False, limit: int = 1000
@@ -212,7 +214,7 @@ class SQLiteCoordination(SQLiteWriter):
         me = self.replica_id
 
         def job(c: sqlite3.Connection) -> None:
-            c.execute(f"UPDATE claims SET holder = '', expires_at = 0 WHERE {ALL} AND holder = ?", (me,))
+            c.execute(RELEASE_ALL, (me,))
             c.execute("DELETE FROM claims WHERE holder = ?", (me,))
             c.execute("UPDATE leases SET expires_at = ? WHERE holder = ?", (self.clock() - 1, me))
             c.execute("UPDATE journal SET owner = '' WHERE owner = ?", (me,))
