@@ -540,15 +540,15 @@ class Dispatcher:
         if not self._done:
             return
         done, held = self._done, []
+        done.sort()  # mostly sorted already (what waited) plus the newly done: a merge
         low = None if everything or self._unordered else self._lowest_pending()
         if low is not None:
             now = self.clock()
             if low != self._low:
                 self._low, self._low_since = low, now
-            elif self._flushed_below == low and len(done) < DONE_HOLD_MAX and now - self._low_since < DONE_HOLD_SECONDS:
-                return  # everything done below ``low`` is deleted; what came since is above it
             if len(done) < DONE_HOLD_MAX and now - self._low_since < DONE_HOLD_SECONDS:
-                done.sort()  # mostly sorted already (what waited) plus the newly done: a merge
+                if self._flushed_below == low:
+                    return  # everything done below ``low`` is deleted; what came since is above it
                 cut = bisect.bisect_left(done, low)
                 done, held = done[:cut], done[cut:]
                 self._flushed_below = low
@@ -556,7 +556,7 @@ class Dispatcher:
         if not done:
             return
         try:
-            await self.store.mark_done(sorted(done))
+            await self.store.mark_done(done)
         except asyncio.CancelledError:
             self._done.extend(done)  # the stop cancelled this flush: its own flush deletes them
             raise
