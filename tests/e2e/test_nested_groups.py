@@ -184,12 +184,20 @@ async def test_reactor_sync_takes_the_users_from_the_group_listings_without_a_re
     sim.faults.drop_rate = 1.0  # only reactor sync finds these
     site = sim.add_group(display_name="FM Århus")
     sim.add_member(top, site)
-    names = [("zoe.obrien", "Zoë O'Brien"), ("juergen.gross", "Jürgen Groß"), ("li.wei", "李伟"),
-             ("ngozi.okafor", "Ngozi Okafor"), ("sven.odegard", "Sven Ødegård")]
+    # Members, a hybrid user synced from on-premises AD, and an invited guest, in several scripts.
+    names = [("zoe.obrien", "Zoë O'Brien", {}), ("juergen.gross", "Jürgen Groß", {"on_premises_sync_enabled": True}),
+             ("li.wei", "李伟", {}), ("ngozi.okafor", "Ngozi Okafor", {}), ("sven.odegard", "Sven Ødegård", {}),
+             ("siobhan.o'brien_gmail.com#EXT#", "Siobhán O'Brien (Guest)", {"user_type": "Guest"})]
     people: dict[str, int] = {}
     for i in range(30):
-        local, display = names[i % len(names)]
-        uid = add_user(sim, f"{local}.{i}", display_name=f"{display} {i}", employee_org_data={"costCenter": f"ÅR-{i}"})
+        local, display, kind = names[i % len(names)]
+        costs = {"costCenter": f"ÅR-{i}"}
+        if kind.get("user_type") == "Guest":
+            uid = sim.add_user(user_principal_name=f"{local.replace('#EXT#', f'.{i}#EXT#')}@contoso.onmicrosoft.com",
+                               display_name=f"{display} {i}", mail=f"siobhan.obrien.{i}@gmail.com",
+                               employee_org_data=costs, **kind)
+        else:
+            uid = add_user(sim, f"{local}.{i}", display_name=f"{display} {i}", employee_org_data=costs, **kind)
         people[uid] = i
     for uid, i in people.items():
         sim.add_member(top if i < 20 else site, uid)
