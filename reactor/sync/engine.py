@@ -115,16 +115,8 @@ class SyncEngine(GroupRounds):
 
     # the dispatcher's handler ---------------------------------------------------------------------
     async def handle(self, unit: WorkUnit) -> None:
-        cause = _cause(unit)
         if unit.kind == "user":
-            origin = _origin(unit)
-            reconciled = [isinstance(e.payload, dict) and bool(e.payload.get("reconcile")) for e in unit.entries]
-            from_reconcile = all(reconciled)
-            # The journal entries behind this work, and those of the group notifications that queued it.
-            seqs = sorted(
-                {e.seq for e in unit.entries}
-                | {int(s) for e in unit.entries if isinstance(e.payload, dict) for s in e.payload.get("caused_by", ())}
-            )
+            cause, origin, seqs, from_reconcile, any_reconciled = _user_unit(unit)
             for uid in unit.object_ids:
                 # A reconcile's unit reads AskCody afresh: it repairs what was changed there by hand.
                 applied = await self.sync_user(uid, cause=cause, seqs=seqs, origin=origin, fresh=from_reconcile)
@@ -133,14 +125,14 @@ class SyncEngine(GroupRounds):
                 elif applied and unit.entries:
                     # From the (oldest) notification's receipt to the change applied in AskCody.
                     APPLY_LAG_SECONDS.observe(max(0.0, time.time() - unit.oldest_received_at))
-                if any(reconciled):
+                if any_reconciled:
                     self.progress.settle(uid)
         elif unit.kind == "group":
             await self.groups_round(
-                cause=cause, received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]
+                cause=_cause(unit), received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]
             )
         elif unit.kind == "reconcile":
-            await self.reconcile(cause=cause)
+            await self.reconcile(cause=_cause(unit))
         elif unit.kind == "lifecycle":
             if self.on_lifecycle is not None:
                 await self.on_lifecycle(unit)
@@ -206,7 +198,7 @@ class SyncEngine(GroupRounds):
         names = await self.group_names(facts.groups - known.keys())
         ops = plan_user(facts, current, self.settings, group_ids=known, group_names=names)
         return UserPlan(entra_id, facts, current, ops, known_as=_applied_user_name(mapping), paths=paths,
-                        from_state=from_state, state_kept=mapping is not None and bool(mapping.state))
+                        from_state=from_state, state_kept=mapping is not None and bool(mapping.state), group_ids=known)
 
     async def group_names(self, group_ids: Iterable[str]) -> dict[str, str]:
         """The Entra displayName of each configured group without ``askcody_group`` among ``group_ids``
@@ -305,7 +297,11 @@ class SyncEngine(GroupRounds):
             return []
         ensured: list[EnsureGroup] = []
         try:
-            known = await self._ensure_groups([op for op in plan.operations if isinstance(op, EnsureGroup)], ensured)
+            wanted = [op for op in plan.operations if isinstance(op, EnsureGroup)]
+            if not wanted and plan.group_ids is not None:
+                known = plan.group_ids  # what the plan's operations name: no second read per unit
+            else:
+                known = await self._ensure_groups(wanted, ensured)
         finally:
             if ensured:
                 await self.store.record_audit(
@@ -468,19 +464,39 @@ def _applied_user_name(mapping: ObjectMapping | None) -> str:
 AUDIT_CAUSES = ("notification", "groups delta", "reconcile")
 
 
-def _origin(unit: WorkUnit) -> str:
-    """The audit's cause of a unit of user work: the kinds of its journal entries (a notification;
-    user work queued by a groups-delta round, or by a reconcile)."""
-    found = set()
+def _user_unit(unit: WorkUnit) -> tuple[str, str, list[int], bool, bool]:
+    """What a unit of user work says of itself, in one pass over its entries (a flood gives a unit
+    hundreds): its cause (:func:`_cause`); its origin, the audit's cause (the kinds of its entries: a
+    notification; user work queued by a groups-delta round, or by a reconcile); the journal entries
+    behind it with those of the group notifications that queued it; and whether all or any of them
+    come from a reconcile."""
+    kinds: set[str] = set()
+    causes: set[str] = set()
+    found: set[str] = set()
+    seqs: set[int] = set()
+    reconciled = 0
     for e in unit.entries:
-        payload = e.payload if isinstance(e.payload, dict) else {}
-        if payload.get("reconcile"):
-            found.add("reconcile")
-        elif payload.get("cause"):
-            found.add("groups delta")
-        else:
+        seqs.add(e.seq)
+        kinds.add(e.change_type or "change")
+        payload = e.payload
+        if not isinstance(payload, dict):
             found.add("notification")
-    return ", ".join(c for c in AUDIT_CAUSES if c in found) or "notification"
+            continue
+        cause = payload.get("cause")
+        if cause:
+            causes.add(str(cause))
+        if payload.get("reconcile"):
+            reconciled += 1
+            found.add("reconcile")
+        else:
+            found.add("groups delta" if cause else "notification")
+        caused_by = payload.get("caused_by")
+        if caused_by:
+            seqs.update(int(s) for s in caused_by)
+    n = len(unit.entries)
+    text = "; ".join(sorted(causes)) if causes else f"{n} notification(s) ({', '.join(sorted(kinds))})"
+    origin = ", ".join(c for c in AUDIT_CAUSES if c in found) or "notification"
+    return text, origin, sorted(seqs), reconciled == n, reconciled > 0
 
 
 def _cause(unit: WorkUnit) -> str:

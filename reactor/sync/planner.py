@@ -224,6 +224,9 @@ class UserPlan:
     """``current`` is the state last applied (from the store), not read from AskCody."""
     state_kept: bool = False
     """The store keeps a state last applied for this user (set aside before the next writes)."""
+    group_ids: dict[str, str] | None = None
+    """The AskCody groups known when the plan was made (Entra id → SCIM id), which its operations
+    name: applying a plan that creates no group uses them instead of reading them again."""
 
     @property
     def who(self) -> str:
