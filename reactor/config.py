@@ -67,7 +67,8 @@ class GraphSettings:
     """Graph's requests per second at most, a ``$batch`` counting each request it carries (Graph
     throttles each of them, in resource units: 1 a user read). Graph allows one application in a tenant
     3,500 units per 10 s under 50 users, 5,000 up to 500 and 8,000 above; the default keeps well inside
-    the smallest, with room for the delta rounds and retries. Up to 10 s of it may go at once."""
+    the smallest, with room for the delta rounds and retries. Up to one second of it (at least one
+    full ``$batch``, 20 requests) may go at once."""
 
     @property
     def credential_kind(self) -> str:

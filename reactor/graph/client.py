@@ -20,8 +20,11 @@ other workers wait too (at most the retry horizon; not in ``retry.TESTING``).
 
 Every request takes a token from a :class:`~reactor.ratelimit.TokenBucket` of
 ``graph.max_requests_per_second`` first, a ``$batch`` one per request it carries (Graph throttles
-each of them, in resource units: ``concepts/throttling-limits.md``); the bucket holds 10 s of them, as
-Graph's own window. Without it, a flood of notifications for a few hundred users had the workers
+each of them, in resource units: ``concepts/throttling-limits.md``); the bucket holds one second of
+them (at least a full ``$batch``), so that the rate holds over any window: at most ``rate × (T + 1)``
+requests in ``T`` seconds. It held 10 s of them, which let 500 reads go in the first second after a
+quiet spell at the default rate, and a flood's units run at three times the rate after each pause
+(bench/README.md). Without it, a flood of notifications for a few hundred users had the workers
 read Graph 600 times a second (more than Graph allows an application in a tenant of that size, 500
 units a second) and the reads' CPU took half the webhook intake's throughput (bench/README.md).
 
@@ -72,8 +75,9 @@ from reactor.retry import call as call_with_retry
 
 T = TypeVar("T")
 
-BUCKET_SECONDS = 10.0
-"""How many seconds of ``graph.max_requests_per_second`` may go at once (Graph counts in 10-s windows)."""
+BUCKET_SECONDS = 1.0
+"""How many seconds of ``graph.max_requests_per_second`` may go at once (at least :data:`MAX_BATCH`
+requests: a full ``$batch`` takes one token per request it carries)."""
 DELTA_EXPIRED_MARKERS = ("syncstate", "resync", "deltatoken", "tokenexpired")
 TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0)
 USER_AGENT = f"askcody-entra-reactor/{__version__}"

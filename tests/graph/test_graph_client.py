@@ -214,7 +214,12 @@ async def test_every_request_takes_a_token_and_a_batch_one_per_request_it_carrie
     assert (REGISTRY.get_sample_value("reactor_graph_budget_wait_seconds_total") or 0.0) >= 0.6
 
 
-def test_the_budget_follows_the_settings_and_holds_ten_seconds_of_it() -> None:
-    client = GraphClient(GraphSettings(base_url="http://127.0.0.1:1/v1.0", token=Secret(TOKEN), max_requests_per_second=7))
-    assert (client.bucket.rate, client.bucket.burst) == (7, 70)
-    assert GraphClient(GraphSettings(base_url="http://127.0.0.1:1/v1.0", token=Secret(TOKEN))).bucket.rate == 50
+def test_the_budget_follows_the_settings_and_holds_one_second_of_it_or_a_full_batch() -> None:
+    def bucket(rate: float | None = None) -> tuple[float, float]:
+        extra = {} if rate is None else {"max_requests_per_second": rate}
+        client = GraphClient(GraphSettings(base_url="http://127.0.0.1:1/v1.0", token=Secret(TOKEN), **extra))
+        return client.bucket.rate, client.bucket.burst
+
+    assert bucket() == (50, 50)  # the default: 50 a second, never 500 at once after a quiet spell
+    assert bucket(120) == (120, 120)
+    assert bucket(7) == (7, 20)  # a slow budget still lets a full $batch (20 requests) go
