@@ -21,7 +21,7 @@ other workers wait too (at most the retry horizon; not in ``retry.TESTING``).
 Every request takes a token from a :class:`~reactor.ratelimit.TokenBucket` of
 ``graph.max_requests_per_second`` first, a ``$batch`` one per request it carries (Graph throttles
 each of them, in resource units: ``concepts/throttling-limits.md``); the bucket holds one second of
-them (at least a full ``$batch``), so that the rate holds over any window: at most ``rate × (T + 1)``
+them (at least a full ``$batch``), so that the rate holds over any window: at most ``rate * (T + 1)``
 requests in ``T`` seconds. It held 10 s of them, which let 500 reads go in the first second after a
 quiet spell at the default rate, and a flood's units run at three times the rate after each pause
 (bench/README.md). Without it, a flood of notifications for a few hundred users had the workers
