@@ -11,15 +11,14 @@ advances it; a submit wakes the workers, which then see the new time. Nothing wa
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
 from reactor.errors import TransientError
 from reactor.store import SQLiteStore
-from reactor.store.base import JournalEntry, JournalItem, ObjectKind
 from tests.support.eventually import eventually
+from tests.support.journal import journal
 
 
 class VirtualClock:
@@ -33,13 +32,6 @@ class VirtualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def journal(store: SQLiteStore, *users: str, kind: ObjectKind = "user") -> list[JournalEntry]:
-    items = [JournalItem(kind, u, time.time(), {}, "sub", "updated") for u in users]
-    seqs = await store.append(items)
-    return [JournalEntry(i.kind, i.object_id, i.received_at, i.payload, i.subscription_id, i.change_type, s)
-            for i, s in zip(items, seqs, strict=True)]
 
 
 async def test_objects_backing_off_run_as_soon_as_a_unit_succeeds_again(store: SQLiteStore) -> None:

@@ -14,19 +14,12 @@ from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
 from reactor.errors import PermanentError, TransientError
 from reactor.store import SQLiteStore
-from reactor.store.base import JournalEntry, JournalItem
 from tests.support.eventually import eventually
+from tests.support.journal import journal
 
 BROKEN = "5f0c6c1e-8a51-4c1e-9a43-2f6d8e1b7a10"
 FINE = "a3d2b9e4-1c7f-4e2a-b6d5-9f8e7c6b5a41"
 FORBIDDEN = "0b1e2d3c-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
-
-
-async def journal(store: SQLiteStore, *users: str) -> list[JournalEntry]:
-    items = [JournalItem("user", u, time.time(), {}, "sub", "updated") for u in users]
-    seqs = await store.append(items)
-    return [JournalEntry(i.kind, i.object_id, i.received_at, i.payload, i.subscription_id, i.change_type, s)
-            for i, s in zip(items, seqs, strict=True)]
 
 
 async def test_a_unit_raising_an_unexpected_exception_is_dead_lettered_after_the_attempt_limit(store: SQLiteStore) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
 from reactor.store import SQLiteStore
-from reactor.store.base import JournalEntry, JournalItem
 from tests.support.eventually import eventually
+from tests.support.journal import journal
 
 
 class CountingDispatcher(Dispatcher):
@@ -27,13 +26,6 @@ class CountingDispatcher(Dispatcher):
     def _take(self) -> tuple[WorkUnit | None, float | None]:
         self.looks += 1
         return super()._take()
-
-
-async def journal(store: SQLiteStore, *users: str) -> list[JournalEntry]:
-    items = [JournalItem("user", u, time.time(), {}, "sub", "updated") for u in users]
-    seqs = await store.append(items)
-    return [JournalEntry(i.kind, i.object_id, i.received_at, i.payload, i.subscription_id, i.change_type, s)
-            for i, s in zip(items, seqs, strict=True)]
 
 
 async def test_a_change_wakes_one_idle_worker_not_the_whole_pool(store: SQLiteStore) -> None:

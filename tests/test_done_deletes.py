@@ -5,7 +5,6 @@ everything below it is done, then they go together; an object backing off holds 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -15,8 +14,9 @@ from reactor.dispatcher import Dispatcher
 from reactor.domain.work import WorkUnit
 from reactor.errors import TransientError
 from reactor.store import Store
-from reactor.store.base import JournalEntry, JournalItem
+from reactor.store.base import JournalEntry
 from tests.support.eventually import eventually
+from tests.support.journal import journal as journal_updates
 from tests.support.stores import StoreFactory
 
 ANNA = "0b6c7a52-1f0e-4d5e-9a43-3c2f1e8d9a01"  # notified again and again
@@ -39,10 +39,7 @@ class Deletes:
 
 
 async def journal(store: Store, *users: str) -> list[JournalEntry]:
-    items = [JournalItem("user", u, time.time(), {"resource": f"Users/{u}"}, "sub-users", "updated") for u in users]
-    seqs = await store.append(items)
-    return [JournalEntry(i.kind, i.object_id, i.received_at, i.payload, i.subscription_id, i.change_type, s)
-            for i, s in zip(items, seqs, strict=True)]
+    return await journal_updates(store, *users, subscription_id="sub-users", payload=lambda u: {"resource": f"Users/{u}"})
 
 
 async def count(store: Store) -> int:
