@@ -115,8 +115,8 @@ class SyncEngine(GroupRounds):
 
     # the dispatcher's handler ---------------------------------------------------------------------
     async def handle(self, unit: WorkUnit) -> None:
+        cause, origin, seqs, from_reconcile, any_reconciled = _unit_facts(unit)
         if unit.kind == "user":
-            cause, origin, seqs, from_reconcile, any_reconciled = _user_unit(unit)
             for uid in unit.object_ids:
                 # A reconcile's unit reads AskCody afresh: it repairs what was changed there by hand.
                 applied = await self.sync_user(uid, cause=cause, seqs=seqs, origin=origin, fresh=from_reconcile)
@@ -129,10 +129,10 @@ class SyncEngine(GroupRounds):
                     self.progress.settle(uid)
         elif unit.kind == "group":
             await self.groups_round(
-                cause=_cause(unit), received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]
+                cause=cause, received_at=unit.oldest_received_at, caused_by=[e.seq for e in unit.entries]
             )
         elif unit.kind == "reconcile":
-            await self.reconcile(cause=_cause(unit))
+            await self.reconcile(cause=cause)
         elif unit.kind == "lifecycle":
             if self.on_lifecycle is not None:
                 await self.on_lifecycle(unit)
@@ -253,14 +253,18 @@ class SyncEngine(GroupRounds):
                 text = text.replace(f"group {g.id}", f"group {g.askcody_group or self._group_names.get(g.id) or g.id!r}")
         return text
 
-    async def _ensure_groups(self, wanted: Sequence[EnsureGroup], ensured: list[EnsureGroup]) -> dict[str, str]:
+    async def _ensure_groups(
+        self, wanted: Sequence[EnsureGroup], ensured: list[EnsureGroup], planned: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """The known AskCody groups, after creating the ``wanted`` ones that are missing (added to ``ensured``).
+        With nothing wanted, ``planned`` (the groups a plan was made with, which its operations name)
+        when given, without reading them again.
 
         One lock around it: two workers that both see a group missing must not create it twice
         (AskCody need not refuse a second group with the same externalId).
         """
         if not wanted:
-            return await self.group_ids()
+            return planned if planned is not None else await self.group_ids()
         async with self._group_lock:
             known = await self.group_ids()
             for op in wanted:
@@ -297,11 +301,9 @@ class SyncEngine(GroupRounds):
             return []
         ensured: list[EnsureGroup] = []
         try:
-            wanted = [op for op in plan.operations if isinstance(op, EnsureGroup)]
-            if not wanted and plan.group_ids is not None:
-                known = plan.group_ids  # what the plan's operations name: no second read per unit
-            else:
-                known = await self._ensure_groups(wanted, ensured)
+            known = await self._ensure_groups(
+                [op for op in plan.operations if isinstance(op, EnsureGroup)], ensured, plan.group_ids
+            )
         finally:
             if ensured:
                 await self.store.record_audit(
@@ -464,9 +466,10 @@ def _applied_user_name(mapping: ObjectMapping | None) -> str:
 AUDIT_CAUSES = ("notification", "groups delta", "reconcile")
 
 
-def _user_unit(unit: WorkUnit) -> tuple[str, str, list[int], bool, bool]:
-    """What a unit of user work says of itself, in one pass over its entries (a flood gives a unit
-    hundreds): its cause (:func:`_cause`); its origin, the audit's cause (the kinds of its entries: a
+def _unit_facts(unit: WorkUnit) -> tuple[str, str, list[int], bool, bool]:
+    """What a unit says of itself, in one pass over its entries (a flood gives a unit hundreds): its
+    cause in words (the groups-delta or reconcile causes its entries carry, else how many
+    notifications of which change types); for user work its origin, the audit's cause (the kinds of its entries: a
     notification; user work queued by a groups-delta round, or by a reconcile); the journal entries
     behind it with those of the group notifications that queued it; and whether all or any of them
     come from a reconcile."""
@@ -497,14 +500,6 @@ def _user_unit(unit: WorkUnit) -> tuple[str, str, list[int], bool, bool]:
     text = "; ".join(sorted(causes)) if causes else f"{n} notification(s) ({', '.join(sorted(kinds))})"
     origin = ", ".join(c for c in AUDIT_CAUSES if c in found) or "notification"
     return text, origin, sorted(seqs), reconciled == n, reconciled > 0
-
-
-def _cause(unit: WorkUnit) -> str:
-    kinds = sorted({e.change_type or "change" for e in unit.entries})
-    causes = sorted({str(e.payload.get("cause")) for e in unit.entries if isinstance(e.payload, dict) and e.payload.get("cause")})
-    if causes:
-        return "; ".join(causes)
-    return f"{len(unit.entries)} notification(s) ({', '.join(kinds)})"
 
 
 def plan_as_json(plans: Sequence[UserPlan]) -> dict[str, Any]:
