@@ -63,12 +63,16 @@ def _shape(ops: list[Op], dialect: Dialect, resource: type[Resource[Any]]) -> tu
     return tuple(shape)
 
 
-def _plain(ops: list[Op], dialect: Dialect) -> dict[str, Any]:
-    operations = [dict(op) for op in ops]
+def _spelled(body: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
+    """``body`` with its operations' ``op`` in the dialect's spelling (Entra's: ``Replace``)."""
     if dialect == "entra":
-        for op in operations:
+        for op in body["Operations"]:
             op["op"] = str(op["op"]).capitalize()
-    return {"schemas": [PATCH_OP], "Operations": operations}
+    return body
+
+
+def _plain(ops: list[Op], dialect: Dialect) -> dict[str, Any]:
+    return _spelled({"schemas": [PATCH_OP], "Operations": [dict(op) for op in ops]}, dialect)
 
 
 def patch_body(operations: Iterable[Op], dialect: Dialect, resource: type[Resource[Any]] = EnterpriseScimUser) -> dict[str, Any]:
@@ -80,10 +84,7 @@ def patch_body(operations: Iterable[Op], dialect: Dialect, resource: type[Resour
         return _plain(ops, dialect)
     message_class, operation_class = _patch_classes(resource)
     message = message_class.model_validate({"Operations": [operation_class(**op) for op in ops]})
-    body: dict[str, Any] = message.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-    if dialect == "entra":
-        for op in body["Operations"]:
-            op["op"] = str(op["op"]).capitalize()
+    body = _spelled(message.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST), dialect)
     if shape is not None and len(_PLAIN_SHAPES) < MAX_SHAPES:
         _PLAIN_SHAPES[shape] = body == _plain(ops, dialect)
     return body
