@@ -20,30 +20,9 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from reactor.store import SQLiteStore, SubscriptionRecord
-from tests.support.flood import STREAMS, flood, percentile
-from tests.support.intake import STATE, SUB, TENANT
-from tests.support.reactor_proc import ReactorProcess, write_config
-from tests.support.servers import free_port
-
-
-async def reactor(tmp: Path) -> ReactorProcess:
-    db = tmp / "reactor.db"
-    store = SQLiteStore(str(db))
-    await store.open()
-    await store.save_subscription(
-        SubscriptionRecord(SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time())
-    )
-    await store.close()
-    port = free_port()
-    config = write_config(tmp / "reactor.toml", {
-        "server": {"port": port, "log_level": "warning"}, "graph": {"tenant_id": TENANT},
-        "store": {"url": f"sqlite:///{db}"}, "subscriptions": {"enabled": False},
-    })
-    return ReactorProcess(config, port, "--record", str(tmp / "handled.jsonl")).start()
+from tests.support.flood import STREAMS, flood, percentile, recording_reactor
 
 
 def ms(seconds: float) -> str:
@@ -56,7 +35,7 @@ async def main() -> None:
     ap.add_argument("--valid", type=int, default=200, help="valid notifications per phase and run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = await reactor(Path(tmp))
+        proc = await recording_reactor(Path(tmp), "warning")
         try:
             print(f"{'':6} {'quiet ms: p50':>14} {'p95':>8} {'max':>8}   {'flood ms: p50':>14} {'p95':>8} {'max':>8}"
                   f"   {'p95 ratio':>9}   junk answered ({STREAMS} connections)")

@@ -4,7 +4,6 @@ request, and a flood that cannot stall a valid notification."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,12 +12,9 @@ import orjson
 import pytest
 
 from reactor.metrics import NOTIFICATIONS_REJECTED
-from reactor.store import SQLiteStore, SubscriptionRecord
 from tests.support.eventually import eventually
-from tests.support.flood import FLOOD, UNDER_LIMIT, flood
-from tests.support.intake import STATE, SUB, TENANT, Recorder, Running, item, oid, start
-from tests.support.reactor_proc import ReactorProcess, write_config
-from tests.support.servers import free_port
+from tests.support.flood import FLOOD, UNDER_LIMIT, flood, recording_reactor
+from tests.support.intake import STATE, Recorder, Running, item, oid, start
 
 LIMIT = 5
 GRAPH_ANSWER_SECONDS = 3.0
@@ -127,21 +123,8 @@ async def test_a_valid_notification_is_answered_during_a_one_megabyte_flood(tmp_
     ``reactor serve`` runs as its own process (as deployed), so that the client's work in this
     process does not count as the server's."""
     assert len(FLOOD) <= 1_048_576 and len(UNDER_LIMIT) <= 1_048_576
-    db = tmp_path / "reactor.db"
-    store = SQLiteStore(str(db))
-    await store.open()
-    await store.save_subscription(
-        SubscriptionRecord(SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 86400, time.time())
-    )
-    await store.close()
-    port = free_port()
-    config = write_config(
-        tmp_path / "reactor.toml",
-        {"server": {"port": port, "log_level": "debug"}, "graph": {"tenant_id": TENANT},
-         "store": {"url": f"sqlite:///{db}"}, "subscriptions": {"enabled": False}},
-    )
+    proc = await recording_reactor(tmp_path, "debug")
     record = tmp_path / "handled.jsonl"
-    proc = ReactorProcess(config, port, "--record", str(record)).start()
     try:
         log_before = len(proc.log.read_text().splitlines())
         run = await flood(proc.url, valid=40)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from reactor.store import SQLiteStore, SubscriptionRecord
 from tests.support.eventually import eventually
+from tests.support.intake import subscribed
 from tests.support.reactor_proc import ReactorProcess, write_config
 from tests.support.servers import free_port
 
@@ -31,13 +31,7 @@ def pending_users(db: Path) -> set[str]:
 
 
 async def test_sigterm_with_graph_and_askcody_unreachable_exits_0_within_the_grace_period(tmp_path: Path) -> None:
-    db = tmp_path / "reactor.db"
-    store = SQLiteStore(str(db))
-    await store.open()
-    await store.save_subscription(
-        SubscriptionRecord(SUB, "users", "updated,deleted", "https://x/n", "https://x/l", STATE, time.time() + 3600, time.time())
-    )
-    await store.close()
+    db = await subscribed(tmp_path / "reactor.db", sub=SUB, state=STATE, lifetime=3600)
     port = free_port()
     config = write_config(
         tmp_path / "reactor.toml",

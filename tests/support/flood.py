@@ -8,16 +8,31 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
-from tests.support.intake import JSON, item, oid
+from tests.support.intake import JSON, TENANT, item, oid, subscribed
+from tests.support.reactor_proc import ReactorProcess, write_config
+from tests.support.servers import free_port
 
 FLOOD = b'{"value":[' + b",".join([b"{}"] * 349_000) + b"]}"
 """1 MB of 349,000 empty items: over any item limit, refused (413) without being parsed."""
 UNDER_LIMIT = b'{"value":[' + b",".join([b'{"subscriptionId":"' + b"z" * 900 + b'"}'] * 1000) + b"]}"
 """1,000 items (the default limit) with 900-character subscription ids: parsed, every item rejected, 202."""
 STREAMS = 4
+
+
+async def recording_reactor(tmp: Path, log_level: str) -> ReactorProcess:
+    """A started ``reactor serve`` with the recording handler (units written to ``tmp/handled.jsonl``)
+    on a SQLite store in ``tmp`` that knows :data:`~tests.support.intake.SUB`."""
+    db = await subscribed(tmp / "reactor.db")
+    port = free_port()
+    config = write_config(tmp / "reactor.toml", {
+        "server": {"port": port, "log_level": log_level}, "graph": {"tenant_id": TENANT},
+        "store": {"url": f"sqlite:///{db}"}, "subscriptions": {"enabled": False},
+    })
+    return ReactorProcess(config, port, "--record", str(tmp / "handled.jsonl")).start()
 
 
 @dataclass

@@ -62,6 +62,20 @@ class Running:
     db: Path
 
 
+async def subscribed(db: Path, *, sub: str = SUB, state: str = STATE, lifetime: float = 86400.0) -> Path:
+    """Make the SQLite store at ``db`` (created if need be) know the users subscription ``sub`` with
+    clientState ``state``, expiring in ``lifetime`` seconds, as ``reactor serve`` finds it at start."""
+    store = SQLiteStore(str(db))
+    await store.open()
+    await store.save_subscription(
+        SubscriptionRecord(
+            sub, "users", "updated,deleted", "https://x/n", "https://x/l", state, time.time() + lifetime, time.time()
+        )
+    )
+    await store.close()
+    return db
+
+
 @contextlib.asynccontextmanager
 async def start(
     tmp_path: Path, recorder: Recorder, *, server: dict[str, Any] | None = None, **sync: object
