@@ -165,11 +165,25 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
 
     The last error is re-raised as is (a ``TransientError`` when retries ran out, otherwise the
     non-retryable error). Every failed attempt goes through :data:`HOOKS`.
+
+    The first attempt runs on its own: most calls succeed at once, and tenacity's machinery (a
+    retrying object, its state and its action chain, about as much CPU as the rest of a SCIM write
+    on the event loop) is built only when the first attempt failed with an error worth retrying. That
+    attempt's error is then handed to tenacity as its own first outcome, so the waits, the horizon
+    and the hooks are the same as if tenacity had made it.
     """
     started = time.monotonic()
     skipped = 0.0
-    number = 0
+    number = 1
     pending: list[Attempt] = []  # the failed attempt whose fate (retried or raised) is not known yet
+    try:
+        return await fn()
+    except RETRY_ON as exc:
+        pending.append(Attempt(1, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
+        first: BaseException | None = exc
+    except Exception as exc:
+        _emit(Attempt(1, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
+        raise
 
     async def sleep(seconds: float) -> None:
         nonlocal skipped
@@ -196,7 +210,10 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
         _emit(Attempt(last.number, last.target, last.error, last.status, last.at, state.upcoming_sleep))
 
     async def attempt() -> T:
-        nonlocal number
+        nonlocal number, first
+        if first is not None:  # the first attempt, made above: its error is tenacity's first outcome
+            error, first = first, None
+            raise error
         number += 1
         try:
             return await fn()

@@ -45,6 +45,30 @@ async def test_other_errors_are_not_retried(error: Exception) -> None:
     assert fn.calls == 1
 
 
+@pytest.mark.parametrize(
+    ("errors", "attempts", "calls", "seen"),
+    [
+        ([], 3, 1, []),  # the first attempt succeeds: nothing to report
+        ([PermanentError("no", status=400)], 3, 1, [(1, None)]),  # not worth retrying: reported, not retried
+        ([TransientError("down", status=503)], 1, 1, [(1, None)]),  # worth retrying, but no attempt left
+        ([TransientError("down", status=503)], 2, 2, [(1, 0.0)]),  # retried after the first, then succeeds
+        ([TransientError("down", status=503)] * 2, 2, 2, [(1, 0.0), (2, None)]),
+    ],
+)
+async def test_the_first_attempt_is_reported_like_every_other(
+    errors: list[Exception], attempts: int, calls: int, seen: list[tuple[int, float | None]]
+) -> None:
+    fn = Flaky(*errors)
+    policy = retry.RetryPolicy(attempts=attempts, horizon=100, initial=0, maximum=0, jitter=0)
+    with recording() as history:
+        try:
+            assert await retry.call(fn, target="unit", policy=policy) == "ok"
+        except (PermanentError, TransientError) as exc:
+            assert exc is errors[-1], "the last error is raised as is"
+    assert [(a.number, a.wait) for a in history] == seen
+    assert fn.calls == calls
+
+
 async def test_attempts_are_limited_and_kept() -> None:
     fn = Flaky(*(TransientError(f"fail {n}", status=503) for n in range(10)))
     with recording() as attempts, pytest.raises(TransientError, match="fail 2"):
