@@ -22,7 +22,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.support.flood import STREAMS, flood, percentile, recording_reactor
+from bench.latency import percentile
+from tests.support.flood import STREAMS, flood, recording_reactor
 
 
 def ms(seconds: float) -> str:

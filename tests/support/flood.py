@@ -5,7 +5,6 @@ valid answers take), against a ``reactor serve`` at ``url`` that knows :data:`~t
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +86,3 @@ async def flood(url: str, *, valid: int = 40, quiet: int = 0, tag: str = "timed"
             await asyncio.gather(*streams)
     return run
 
-
-def percentile(values: list[float], share: float) -> float:
-    """The value below which ``share`` of ``values`` lie (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(len(ordered) * share) - 1)]
