@@ -153,7 +153,12 @@ def _emit(attempt: Attempt) -> None:
 def failed_attempt(number: int, target: str, exc: BaseException, wait: float | None) -> None:
     """Report a failed attempt made outside :func:`call` (a request of a Graph ``$batch`` asked again):
     the same counter, ``retrying`` event and hooks."""
-    _emit(Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), wait))
+    _emit(_failed(number, target, exc, wait))
+
+
+def _failed(number: int, target: str, exc: BaseException, wait: float | None = None) -> Attempt:
+    """Attempt ``number`` failed with ``exc`` just now."""
+    return Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), wait)
 
 
 def _describe(exc: BaseException) -> str:
@@ -178,12 +183,12 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
     pending: list[Attempt] = []  # the failed attempt whose fate (retried or raised) is not known yet
     try:
         return await fn()
-    except RETRY_ON as exc:
-        pending.append(Attempt(1, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
-        first: BaseException | None = exc
     except Exception as exc:
-        _emit(Attempt(1, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
-        raise
+        if not isinstance(exc, RETRY_ON):
+            _emit(_failed(1, target, exc))
+            raise
+        pending.append(_failed(1, target, exc))
+        first: BaseException | None = exc
 
     async def sleep(seconds: float) -> None:
         nonlocal skipped
@@ -218,7 +223,7 @@ async def call(fn: Callable[[], Awaitable[T]], *, target: str, policy: RetryPoli
         try:
             return await fn()
         except Exception as exc:
-            pending.append(Attempt(number, target, _describe(exc), getattr(exc, "status", None), time.time(), None))
+            pending.append(_failed(number, target, exc))
             raise
 
     retrying = AsyncRetrying(
