@@ -12,7 +12,11 @@ Beside each server's req/s, its event loop's CPU per request (the main thread's 
 during its own rounds, over the requests answered): what bounds a server that answers on one
 thread. Time stolen by other processes or the host lowers req/s but not this, so the ratio of the
 two servers' CPU per request says what the req/s ratio would be on a quiet machine; on a noisy one
-it is the steadier figure of the two. The engine's includes the units it runs meanwhile.
+it is the steadier figure of the two. The engine's includes the units it runs meanwhile. A second
+table says where the host's cores went during each server's rounds: the share of the time its event
+loop was busy (a reactor's loop waits while the journal commits: see bench/README.md, stop 25), its
+whole process, everything else (wrk; for the engine also its tenant's processes), idle, and stolen by
+the hypervisor.
 
     python bench/ingest.py [--rounds 4] [--seconds 5] [--warmup 5] [--connections 64] [--store postgresql]
                            [--handler record|engine|both] [--engine-users 300] [--changes-per-second 50]
@@ -210,15 +214,38 @@ class EngineTenant:
             self._thread.join(10)
 
 
-def loop_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of the process's main thread (its event loop, where every request is answered),
-    from ``/proc``; ``None`` where there is none."""
+def _stat_cpu_seconds(path: str) -> float | None:
+    """User plus system CPU seconds from a ``/proc/…/stat`` file; ``None`` where there is none."""
     try:
-        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        with open(path) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loop_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of the process's main thread (its event loop, where every request is answered)."""
+    return _stat_cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of the whole process (every thread: the event loop, the store's writer, ...)."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def host_cpu_seconds() -> tuple[float, float, float] | None:
+    """The host's busy, idle and stolen CPU seconds so far, summed over its cores (``/proc/stat``;
+    idle includes I/O wait; stolen: time the hypervisor gave to other guests while this one wanted
+    to run); ``None`` where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]] + [0] * 8
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks[:8]
+    return (user + nice + system + irq + softirq) / hz, (idle + iowait) / hz, steal / hz
 
 
 def reactor_figures(proc: ReactorProcess) -> dict[str, float]:
@@ -322,13 +349,24 @@ def main() -> None:
         def load(name: str, url: str, seconds: int) -> dict[str, float]:
             server = bare if name == "bare starlette" else procs[name].proc
             before = loop_cpu_seconds(server.pid) if server is not None else None
+            process_before = process_cpu_seconds(server.pid) if server is not None else None
+            host_before = host_cpu_seconds()
+            started = time.monotonic()
             if use_wrk:
                 result = run_wrk(url, seconds, args.connections, scripts["engine" if name == "reactor engine" else "random"])
             else:
                 result = asyncio.run(run_python(url, seconds, args.connections))
             after = loop_cpu_seconds(server.pid) if server is not None else None
+            process_after = process_cpu_seconds(server.pid) if server is not None else None
+            host_after = host_cpu_seconds()
+            result["wall"] = time.monotonic() - started
             if before is not None and after is not None:
                 result["loop_cpu"] = after - before
+            if process_before is not None and process_after is not None and host_before and host_after:
+                result["process_cpu"] = process_after - process_before
+                result["host_busy"] = host_after[0] - host_before[0]
+                result["host_idle"] = host_after[1] - host_before[1]
+                result["host_stolen"] = host_after[2] - host_before[2]
             return result
 
         bare_port = free_port()
@@ -417,6 +455,19 @@ def main() -> None:
             per_request[name] = sum(r["loop_cpu"] for r in rs) / sum(r["requests"] for r in rs) * 1e6
         cpu = f"{per_request[name]:12.1f}" if name in per_request else f"{'-':>12}"
         print(f"{name:20} {totals[name]:10.0f} {p50:9.2f} {p99:9.2f} {errors:7.0f} {cpu}")
+    if all("host_busy" in r for rs in rounds.values() for r in rs):
+        # Where the host's cores went while each server was loaded: its event loop (busy this share of
+        # the time), the whole server process, everything else (wrk, and during the engine's rounds its
+        # tenant's processes and this script's change thread), idle, and stolen by the hypervisor.
+        print(f"{'cores during rounds':20} {'loop busy':>10} {'server':>9} {'others':>9} {'idle':>7} {'stolen':>7}   "
+              f"(of {os.cpu_count()} cores; others: wrk and, for the engine, its tenant's processes)")
+        for name, rs in rounds.items():
+            wall = sum(r["wall"] for r in rs)
+            server_cores = sum(r["process_cpu"] for r in rs) / wall
+            host_busy = sum(r["host_busy"] for r in rs) / wall
+            print(f"{name:20} {sum(r['loop_cpu'] for r in rs) / wall:10.2f} {server_cores:9.2f} "
+                  f"{host_busy - server_cores:9.2f} {sum(r['host_idle'] for r in rs) / wall:7.2f}"
+                  f" {sum(r['host_stolen'] for r in rs) / wall:7.2f}")
     for name in left:
         target = "0.50" if "postgresql" in name else "0.60"
         cpu = ""
