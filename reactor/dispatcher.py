@@ -539,11 +539,12 @@ class Dispatcher:
             await self._flush_wake.wait()
             self._flush_wake.clear()
             await self._flush_done()
-            self.publish_gauges()
             await asyncio.sleep(self.done_flush_seconds)  # batches the deletes; not a wait for work
 
     def publish_gauges(self) -> None:
-        """Set the queue gauges (after work was done, and at every scrape): cheaper than per change."""
+        """Set the queue gauges; called at every scrape. Not after each flush of done entries (up to
+        20 times a second): the oldest pending change is a scan over every pending object, about 6 ms
+        with 100,000 of them (a reconcile's backlog), 12% of the event loop at that rate."""
         QUEUE_DEPTH.set(len(self._pending))
         WORKERS_BUSY.set(self._running)
         oldest = self.oldest_pending()

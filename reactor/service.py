@@ -19,7 +19,7 @@ from reactor.coordination import Coordinator
 from reactor.dispatcher import Dispatcher
 from reactor.domain.work import Handler
 from reactor.intake import Intake
-from reactor.metrics import DEAD_LETTERS, OLDEST_PENDING_AGE, QUEUE_DEPTH, READINESS_CHECK, READY, REGISTRY
+from reactor.metrics import DEAD_LETTERS, READINESS_CHECK, READY, REGISTRY
 from reactor.store.base import JournalEntry, JournalItem, Store
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
@@ -261,9 +261,7 @@ class Service:
     async def metrics_text(self) -> tuple[bytes, str]:
         """The Prometheus exposition; gauges that describe "now" are computed at scrape time."""
         self.intake.publish()
-        QUEUE_DEPTH.set(self.dispatcher.depth)
-        oldest = self.dispatcher.oldest_pending()
-        OLDEST_PENDING_AGE.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+        self.dispatcher.publish_gauges()
         with contextlib.suppress(Exception):
             DEAD_LETTERS.set(len(await self.store.dead_letters()))
         for hook in self.on_scrape:

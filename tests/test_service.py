@@ -3,10 +3,13 @@ order and stopped together; readiness, status and metrics include what was given
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from reactor.config import GroupMapping, Secret, Settings, with_overrides
 from reactor.domain.work import WorkUnit
@@ -122,6 +125,42 @@ async def test_a_unit_that_keeps_failing_is_dead_lettered_after_the_configured_a
         (letter,) = await service.store.dead_letters()
         assert len(letter.attempts) == 2 and "cannot parse this user" in letter.error
     finally:
+        await service.stop()
+
+
+async def test_metrics_show_the_unit_in_flight_when_scraped(tmp_path: Path) -> None:
+    # The queue gauges are computed at the scrape itself: a unit running since the last scrape is
+    # counted (a gauge left at what was true after the previous piece of work would say 0).
+    release = asyncio.Event()
+    running = asyncio.Event()
+
+    async def slow(unit: WorkUnit) -> None:
+        running.set()
+        await release.wait()
+
+    def gauges(body: bytes) -> dict[str, float]:
+        wanted = ("reactor_workers_busy", "reactor_queue_depth", "reactor_oldest_pending_age_seconds")
+        return {
+            s.name: s.value for family in text_string_to_metric_families(body.decode()) for s in family.samples
+            if s.name in wanted
+        }
+
+    settings = with_overrides(Settings(), graph={"tenant_id": TENANT}, store={"url": f"sqlite:///{tmp_path / 'r.db'}"})
+    service = Service(settings, SQLiteStore(str(tmp_path / "r.db")), slow)
+    await service.start()
+    try:
+        await service.enqueue([JournalItem("user", "5a0e0000-0000-4000-8000-000000000002", time.time() - 5, {}, "s", "updated")])
+        await asyncio.wait_for(running.wait(), 10)
+        during = gauges((await service.metrics_text())[0])
+        assert during["reactor_workers_busy"] == 1
+        assert during["reactor_queue_depth"] == 1
+        assert during["reactor_oldest_pending_age_seconds"] >= 5
+        release.set()
+        assert await service.dispatcher.wait_idle(10)
+        after = gauges((await service.metrics_text())[0])
+        assert after == {"reactor_workers_busy": 0, "reactor_queue_depth": 0, "reactor_oldest_pending_age_seconds": 0}
+    finally:
+        release.set()
         await service.stop()
 
 
