@@ -474,7 +474,10 @@ def main() -> None:
         if name in per_request and "bare starlette" in per_request:
             cpu = f"; event-loop CPU per request bare/{name.removeprefix('reactor ')}: " \
                   f"{per_request['bare starlette'] / per_request[name]:.2f}"
-        print(f"ratio {name}/bare req/s: {totals[name] / totals['bare starlette']:.2f} (target >= {target});"
+        # Each round's ratio against bare's round next to it: how far one slow moment of the host moved it.
+        by_round = [r["rps"] / b["rps"] for r, b in zip(rounds[name], rounds["bare starlette"], strict=True)]
+        print(f"ratio {name}/bare req/s: {totals[name] / totals['bare starlette']:.2f} (target >= {target}; rounds:"
+              f" median {statistics.median(by_round):.2f}, {min(by_round):.2f}-{max(by_round):.2f});"
               f" journal items left pending after stop: {left[name]}{cpu}")
     print(f"load average during the rounds: {', '.join(f'{x:.2f}' for x in loads)}")
     if engine is not None and engine_after:
