@@ -249,14 +249,19 @@ def host_cpu_seconds() -> tuple[float, float, float] | None:
 
 
 def reactor_figures(proc: ReactorProcess) -> dict[str, float]:
-    """Units handled, journal items left, objects pending, and SCIM and Graph requests so far (by method
-    or operation), from the reactor's admin listener."""
+    """Units handled, journal items left, objects pending, SCIM and Graph requests so far (by method
+    or operation), and the journal's group commits and the seconds they took, from the reactor's admin
+    listener."""
     status = httpx.get(f"{proc.admin_url}/status.json", timeout=30).json()
     out: dict[str, float] = {
         "units": status["units_handled"], "journal": status["backlog"]["journal_items"],
         "objects": status["backlog"]["objects"],
     }
     for line in httpx.get(f"{proc.admin_url}/metrics", timeout=30).text.splitlines():
+        for metric, key in (("reactor_journal_write_seconds_count ", "commits"),
+                            ("reactor_journal_write_seconds_sum ", "commit_s")):
+            if line.startswith(metric):
+                out[key] = float(line[len(metric):])
         for metric, label in (("reactor_scim_requests_total{", "method"), ("reactor_graph_calls_total{", "operation")):
             if line.startswith(metric):
                 labels, value = line[len(metric):].split("} ")
@@ -350,6 +355,7 @@ def main() -> None:
             server = bare if name == "bare starlette" else procs[name].proc
             before = loop_cpu_seconds(server.pid) if server is not None else None
             process_before = process_cpu_seconds(server.pid) if server is not None else None
+            figures_before = reactor_figures(procs[name]) if name in procs else None
             host_before = host_cpu_seconds()
             started = time.monotonic()
             if use_wrk:
@@ -360,6 +366,10 @@ def main() -> None:
             process_after = process_cpu_seconds(server.pid) if server is not None else None
             host_after = host_cpu_seconds()
             result["wall"] = time.monotonic() - started
+            if figures_before is not None:
+                figures_after = reactor_figures(procs[name])
+                result["commits"] = figures_after.get("commits", 0.0) - figures_before.get("commits", 0.0)
+                result["commit_s"] = figures_after.get("commit_s", 0.0) - figures_before.get("commit_s", 0.0)
             if before is not None and after is not None:
                 result["loop_cpu"] = after - before
             if process_before is not None and process_after is not None and host_before and host_after:
@@ -468,6 +478,18 @@ def main() -> None:
             print(f"{name:20} {sum(r['loop_cpu'] for r in rs) / wall:10.2f} {server_cores:9.2f} "
                   f"{host_busy - server_cores:9.2f} {sum(r['host_idle'] for r in rs) / wall:7.2f}"
                   f" {sum(r['host_stolen'] for r in rs) / wall:7.2f}")
+    if any(rs and all("commits" in r for r in rs) for rs in rounds.values()):
+        # The journal's group commits while each reactor was loaded: the loop waits for them (see above).
+        print(f"{'journal commits':20} {'per s':>10} {'req/commit':>11} {'ms each':>8} {'busy':>6}"
+              "   (busy: the writer in a commit, share of the time)")
+        for name, rs in rounds.items():
+            if not rs or not all("commits" in r for r in rs):
+                continue
+            wall, commits = sum(r["wall"] for r in rs), sum(r["commits"] for r in rs)
+            spent = sum(r["commit_s"] for r in rs)
+            if commits:
+                print(f"{name:20} {commits / wall:10.0f} {sum(r['requests'] for r in rs) / commits:11.1f}"
+                      f" {spent / commits * 1e3:8.2f} {spent / wall:6.2f}")
     for name in left:
         target = "0.50" if "postgresql" in name else "0.60"
         cpu = ""
